@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's test command: notebooks clean and in sync with imgclf/, then every notebook as a test.
+#   tools/test.sh                      # what CI runs
+#   tools/test.sh --path nbs/02_data.ipynb --flags slow
+# Extra arguments go to nbdev_test. Prints a closing "N passed, N failed" line (one per notebook).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/nbdev_test" ] && export PATH="$PWD/$VENV/bin:$PATH"
+fail=0
+
+echo "== nbdev_clean: notebooks must already be clean"
+nbdev_clean
+if [ -n "$(git status --porcelain -- nbs)" ]; then
+  echo "FAIL: nbdev_clean changed these notebooks (run nbdev_clean and commit):"; git status --short -- nbs; fail=1
+fi
+echo "== nbdev_export: imgclf/ must be in sync with the notebooks"
+nbdev_export
+if [ -n "$(git status --porcelain -- imgclf)" ]; then
+  echo "FAIL: imgclf/ is out of sync with nbs/ (run nbdev_export and commit):"; git status --short -- imgclf; fail=1
+fi
+echo "== README.md must match nbs/index.ipynb"
+python tools/make_readme.py --check || fail=1
+
+echo "== nbdev_test $*"
+log=$(mktemp)
+nbdev_test --do_print --timing --flags "${TEST_FLAGS:-e2e}" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+total=$(grep -c '^Starting ' "$log" || true)
+failed=$(sed -n '/Failed On The Following Notebooks/,$p' "$log" | grep -cE '^\s+\S+\.ipynb' || true)
+[ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
+passed=$(( total - failed ))
+[ "$fail" != 0 ] && echo "checks failed: clean/sync/readme (see above)"
+echo "$passed passed, $failed failed"
+[ "$rc" = 0 ] && [ "$fail" = 0 ]
