@@ -8,10 +8,11 @@ __all__ = ['METHODS', 'PAD_MODES', 'PRESETS', 'load_image', 'presize_image', 'sq
            'split_hashes', 'check_table', 'compute_stats', 'from_folder', 'from_name_re', 'from_df', 'from_csv',
            'class_weights', 'preprocess', 'DataSummary', 'describe', 'plot_class_counts']
 
-# %% ../nbs/02_data.ipynb #475e9b76
+# %% ../nbs/02_data.ipynb #735d0752
 import os, io, re, json, math, random, hashlib, warnings, collections
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+import matplotlib.pyplot as plt
 import torch.nn.functional as F
 from concurrent.futures import ThreadPoolExecutor
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,7 +25,7 @@ from fastai.vision.augment import aug_transforms, find_coeffs
 from .core import DataError, ConfigError, default_device, file_hash, atomic_path
 from .datasets import IMAGE_EXTS, MAX_PIXELS, image_files, check_image, imgclf_home, _hidden, _suspects
 
-# %% ../nbs/02_data.ipynb #44a7f7b5
+# %% ../nbs/02_data.ipynb #f5218666
 def _to_8bit(img):
     a = np.asarray(img)
     if a.dtype == np.uint8: return img
@@ -42,7 +43,7 @@ def _to_rgb(img):
         return bg
     return img if img.mode == 'RGB' else img.convert('RGB')
 
-# %% ../nbs/02_data.ipynb #38a55139
+# %% ../nbs/02_data.ipynb #0353b6d8
 def _open(src):
     if isinstance(src, Image.Image): return src
     if isinstance(src, np.ndarray): return Image.fromarray(src)
@@ -63,7 +64,7 @@ def load_image(path, # an image file (path), its bytes, a PIL image or an (H, W[
     if draft and img.format == 'JPEG': img.draft('RGB', (draft, draft))
     return _to_rgb(ImageOps.exif_transpose(img))
 
-# %% ../nbs/02_data.ipynb #e023186c
+# %% ../nbs/02_data.ipynb #cb4cfdae
 METHODS = ('crop', 'squish', 'pad')
 PAD_MODES = {'reflection': 'reflect', 'border': 'edge', 'zeros': 'constant'}
 
@@ -81,7 +82,7 @@ def presize_image(img:Image.Image, # an RGB image
     if new != img.size: img = img.resize(new, Image.BILINEAR)
     return np.array(img)
 
-# %% ../nbs/02_data.ipynb #b75a3484
+# %% ../nbs/02_data.ipynb #3e23bd28
 def square(a:np.ndarray, # a presized (H, W, 3) uint8 array
            presize:int, # the side of the square
            method:str='crop', # as in `presize_image`
@@ -98,19 +99,25 @@ def square(a:np.ndarray, # a presized (H, W, 3) uint8 array
     t, l = round((h-presize)*py), round((w-presize)*px)
     return a[t:t+presize, l:l+presize]
 
-# %% ../nbs/02_data.ipynb #5e57e88a
+# %% ../nbs/02_data.ipynb #2cf21d0e
 def _tensor(a): return TensorImage(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
 
+def _decode(load, im):
+    try: return load.decode(im)
+    except DataError: raise
+    except Exception as e: raise DataError(f"cannot read {_name(im)} as an image ({type(e).__name__}: {e})", "pass a readable JPEG, PNG, ... file, its bytes, a PIL image or a uint8 array") from None
+
 class ImageLoader:
-    "Callable: path -> presized uint8 `TensorImage` (H, W as `presize_image` leaves them)"
-    def __init__(self, presize:int, method:str='crop', cache=None, max_pixels:int=MAX_PIXELS):
-        self.presize,self.method,self.cache,self.max_pixels,self.failed = presize,method,cache,max_pixels,set()
+    "Callable: path -> presized uint8 `TensorImage`; a training file that fails to decode becomes grey, with a warning"
+    def __init__(self, presize:int, method:str='crop', cache=None, max_pixels:int=MAX_PIXELS, known:set|None=None):
+        self.presize,self.method,self.cache,self.max_pixels,self.known,self.failed = presize,method,cache,max_pixels,known,set()
     def decode(self, path):
         return presize_image(load_image(path, draft=self.presize, max_pixels=self.max_pixels), self.presize, self.method)
     def __call__(self, path):
-        if not isinstance(path, (str, Path)): return _tensor(self.decode(path))  # bytes, PIL, array: errors are raised
+        if not isinstance(path, (str, Path)): return _tensor(_decode(self, path))  # bytes, PIL, array: errors are raised
         try: a = self.cache.get(path, self) if self.cache is not None else self.decode(path)
         except Exception as e:
+            if isinstance(e, FileNotFoundError) or (self.known is not None and str(path) not in self.known): _decode(self, path)
             if str(path) not in self.failed:
                 self.failed.add(str(path))
                 warnings.warn(f"could not decode {path} ({type(e).__name__}: {e}); a grey image is used instead. "
@@ -118,7 +125,7 @@ class ImageLoader:
             a = np.full((self.presize, self.presize, 3), 128, np.uint8)
         return _tensor(a)
 
-# %% ../nbs/02_data.ipynb #36b5fddc
+# %% ../nbs/02_data.ipynb #20c84e81
 class SquareCrop:
     "Callable: crop (randomly when `train`) or pad a presized `TensorImage` to a square"
     order = 5
@@ -134,7 +141,7 @@ class SquareCrop:
         t, l = round((h-self.presize)*py), round((w-self.presize)*px)
         return x[:, t:t+self.presize, l:l+self.presize]
 
-# %% ../nbs/02_data.ipynb #652515cd
+# %% ../nbs/02_data.ipynb #2a83002b
 class PresizeCache:
     "Presized uint8 images keyed by file content, on disk in `folder` or in memory when `folder` is None"
     def __init__(self, folder:str|Path|None=None): # where the `.npy` files go; None: keep them in RAM
@@ -146,7 +153,7 @@ class PresizeCache:
         if k not in self.hashes: self.hashes[k] = file_hash(path)
         return f"{self.hashes[k]}-{method}{presize}"
 
-# %% ../nbs/02_data.ipynb #84292f13
+# %% ../nbs/02_data.ipynb #1c3be86d
 @patch
 def get(self:PresizeCache, path, loader):
     "The presized array of `path`, decoded by `loader` and stored on a miss"
@@ -162,7 +169,7 @@ def get(self:PresizeCache, path, loader):
         with open(tmp, 'wb') as f: np.save(f, a)
     return a
 
-# %% ../nbs/02_data.ipynb #c38da56b
+# %% ../nbs/02_data.ipynb #cf1ba966
 PRESETS = {
     'default': dict(do_flip=True, flip_vert=False, max_rotate=10., min_zoom=1., max_zoom=1.1, max_lighting=0.2, max_warp=0.2, p_affine=0.75, p_lighting=0.75),
     'medical': dict(do_flip=False, flip_vert=False, max_rotate=5., min_zoom=1., max_zoom=1.1, max_lighting=0.1, max_warp=0., p_affine=0.75, p_lighting=0.75),
@@ -179,7 +186,7 @@ def preset_kwargs(preset:str|dict='default', # a name in `PRESETS`, or a dict of
     if preset not in PRESETS: raise ConfigError(f"unknown preset {preset!r}", f"use one of {list(PRESETS)} or a dict of aug_transforms arguments")
     return dict(PRESETS[preset])
 
-# %% ../nbs/02_data.ipynb #b8147f3e
+# %% ../nbs/02_data.ipynb #e44bf967
 def _mask(bs, p, draw, neutral):
     "`draw` where a coin with probability `p` comes up, else `neutral` (fastai's `_draw_mask`)"
     keep = torch.rand(bs) < p
@@ -194,7 +201,7 @@ def _dihedral(bs, p, vert):
     m0 = torch.tensor([1., 1, 1, 0, 1, 0, 0, 0])[k]
     return xs*m0, xs*(1-m0), ys*(1-m0), ys*m0
 
-# %% ../nbs/02_data.ipynb #96e6c735
+# %% ../nbs/02_data.ipynb #f17c6131
 def _affine(bs, kw):
     "The (bs, 3, 3) output->input matrices of flip @ rotate @ zoom, drawn as fastai draws them"
     a, b, c, d = _dihedral(bs, 0.5 if kw['do_flip'] else 0., kw['flip_vert'])
@@ -215,7 +222,7 @@ def _warp(bs, kw):
                         torch.stack([1+yt, -1+xt]), torch.stack([1-yt, 1-xt])]).permute(2, 0, 1)
     return torch.cat([find_coeffs(orig, targ).squeeze(-1), torch.ones(bs, 1)], 1).view(bs, 3, 3)
 
-# %% ../nbs/02_data.ipynb #43bc2712
+# %% ../nbs/02_data.ipynb #985bea81
 def _lighting_lut(bs, kw):
     "(bs, 256) tables uint8 value -> value in 0..255 after fastai's brightness and contrast (in logit space)"
     ml, p = kw['max_lighting'], kw['p_lighting']
@@ -225,7 +232,7 @@ def _lighting_lut(bs, kw):
     c = _mask(bs, p, torch.empty(bs).uniform_(math.log(1-ml), -math.log(1-ml)).exp(), 1.)
     return ((v.logit()[None] + b.logit()[:, None])*c[:, None]).sigmoid()*255
 
-# %% ../nbs/02_data.ipynb #cca1b213
+# %% ../nbs/02_data.ipynb #9c22002b
 def _shrink(x, size):
     "Antialiased bilinear resize of a batch to `size`; uint8 stays uint8 on the CPU, else float in 0..255"
     if x.shape[-2:] == (size, size): return x
@@ -238,14 +245,14 @@ def _apply_lut(x, lut):
     bs = x.shape[0]
     return torch.gather(lut.to(x.device), 1, x.reshape(bs, -1).long()).view(x.shape)
 
-# %% ../nbs/02_data.ipynb #6d32981b
+# %% ../nbs/02_data.ipynb #d5593beb
 class BatchResize:
     "Callable: antialiased bilinear resize of a batch to `size`, uint8 in and out on the CPU (float 0..255 elsewhere)"
     order = 5
     def __init__(self, size:int): self.size = size
     def __call__(self, x): return TensorImage(_shrink(x, self.size)) if isinstance(x, TensorImage) else x
 
-# %% ../nbs/02_data.ipynb #3be1cb9f
+# %% ../nbs/02_data.ipynb #1a3e7bb4
 def _augments(kw): return kw['do_flip'] or any(kw[k] for k in ('max_rotate', 'max_lighting', 'max_warp')) or kw['max_zoom'] > 1 or kw['min_zoom'] < 1
 
 class FastAugment:
@@ -262,7 +269,7 @@ class FastAugment:
         A = _affine(bs, self.kw)
         return _warp(bs, self.kw) @ A if self.kw['max_warp'] else A
 
-# %% ../nbs/02_data.ipynb #5f3c6f05
+# %% ../nbs/02_data.ipynb #fd77b16e
 def _prepare(x, lut, pre, uint8_first):
     "Lighting + float conversion + shrink to `pre`: in uint8 before converting on the CPU, after it elsewhere"
     if x.shape[-1] <= pre: return _apply_lut(x, lut)
@@ -278,7 +285,7 @@ def __call__(self:FastAugment, x):
     g = (g[..., :2]/g[..., 2:]).view(bs, self.size, self.size, 2)
     return TensorImage(F.grid_sample(x, g, mode='bilinear', padding_mode=self.pad_mode, align_corners=True))
 
-# %% ../nbs/02_data.ipynb #62e8213e
+# %% ../nbs/02_data.ipynb #4db2c1f8
 def split_valid(labels, # one label per image
                 valid_pct:float=0.2, # the fraction that goes to validation
                 seed:int=42, # seed of the random split
@@ -294,7 +301,7 @@ def split_valid(labels, # one label per image
         mask[rng.permutation(idx)[:n]] = True
     return mask
 
-# %% ../nbs/02_data.ipynb #1ecd6e8c
+# %% ../nbs/02_data.ipynb #7e56be23
 def oversample_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
                      seed:int=42, # seed of the random repeats
                     )->pd.DataFrame:
@@ -307,7 +314,7 @@ def oversample_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
         extra.append(rows.iloc[idx])
     return pd.concat([df, *extra], ignore_index=True)
 
-# %% ../nbs/02_data.ipynb #c8c345a7
+# %% ../nbs/02_data.ipynb #723158a1
 def split_hashes(df:pd.DataFrame, # the table (`path`, `label`, `split`)
                  root:str|Path|None=None, # paths are hashed relative to this folder
                 )->dict:
@@ -321,7 +328,7 @@ def split_hashes(df:pd.DataFrame, # the table (`path`, `label`, `split`)
         res[s] = hashlib.sha1('\n'.join(lines).encode()).hexdigest()
     return res
 
-# %% ../nbs/02_data.ipynb #acfa1494
+# %% ../nbs/02_data.ipynb #0b5e15b5
 def _threads(): return min(16, 2*(os.cpu_count() or 1))
 
 def _report(problems, what):
@@ -336,7 +343,7 @@ def _drop_bad(table, bad, on_bad_file, what='file(s) cannot be used'):
     warnings.warn(f"{_report(bad, what)}\nThey are left out. Fix: {fix}")
     return table[~table.path.isin({p['path'] for p in bad})].reset_index(drop=True)
 
-# %% ../nbs/02_data.ipynb #33aa887f
+# %% ../nbs/02_data.ipynb #e240a5cc
 def check_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
                 max_pixels:int=MAX_PIXELS, # larger images are refused
                 on_bad_file:str='skip', # 'skip': leave bad files out with a warning; 'raise': a `DataError`
@@ -347,7 +354,7 @@ def check_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
     bad = [dict(path=p, problem=r) for p, r in zip(paths, reasons) if r]
     return _drop_bad(df, bad, on_bad_file), bad
 
-# %% ../nbs/02_data.ipynb #74f9f9e0
+# %% ../nbs/02_data.ipynb #eaf0bbf0
 class _Labeller:
     def __init__(self, mapping): self.mapping = mapping
     def __call__(self, path): return self.mapping[str(path)]
@@ -359,7 +366,7 @@ class _PILLoader:
 
 def _presize_default(size): return int(round(size*460/224))
 
-# %% ../nbs/02_data.ipynb #59208489
+# %% ../nbs/02_data.ipynb #186ff4b4
 def _resolve_stats(normalize, train_paths, presize):
     if normalize is None: return None, None
     if isinstance(normalize, str):
@@ -377,7 +384,7 @@ def _item_pipes(presize, method, pad_mode, item_tfms, cache, max_pixels):
     loader = ImageLoader(presize, method, cache, max_pixels)
     return loader, [SquareCrop(presize, method, pad_mode, train=True)], [SquareCrop(presize, method, pad_mode)]
 
-# %% ../nbs/02_data.ipynb #017492de
+# %% ../nbs/02_data.ipynb #21fddd59
 def _batch_pipes(size, pad_mode, preset, batch_tfms, mean, std):
     norm = [Normalize.from_stats(mean, std, cuda=False)] if mean is not None else []
     if batch_tfms is not None:
@@ -387,7 +394,7 @@ def _batch_pipes(size, pad_mode, preset, batch_tfms, mean, std):
     aug = FastAugment(size, pad_mode, **kw) if _augments(kw) else BatchResize(size)
     return [aug, IntToFloatTensor(), *norm], [BatchResize(size), IntToFloatTensor(), *norm]
 
-# %% ../nbs/02_data.ipynb #571976fa
+# %% ../nbs/02_data.ipynb #70cc9e79
 def _resolve_cache(cache):
     if cache is None or cache is False: return None
     if isinstance(cache, PresizeCache): return cache
@@ -403,14 +410,14 @@ def _fill_cache(cache, loader, paths):
     with ThreadPoolExecutor(_threads()) as ex: res = list(ex.map(one, paths))
     return [dict(path=p, problem=r) for p, r in zip(paths, res) if r]
 
-# %% ../nbs/02_data.ipynb #093e7fe5
+# %% ../nbs/02_data.ipynb #0f26bc3f
 def _check_args(method, pad_mode, on_bad_file, size):
     if method not in METHODS: raise ConfigError(f"unknown method={method!r}", f"use one of {METHODS}")
     if pad_mode not in PAD_MODES: raise ConfigError(f"unknown pad_mode={pad_mode!r}", f"use one of {list(PAD_MODES)}")
     if on_bad_file not in ('skip', 'raise'): raise ConfigError(f"unknown on_bad_file={on_bad_file!r}", "use 'skip' or 'raise'")
     if not isinstance(size, int) or size < 1: raise ConfigError(f"size={size!r} is not a positive int", "pass e.g. size=224")
 
-# %% ../nbs/02_data.ipynb #197a9a72
+# %% ../nbs/02_data.ipynb #44a87d0d
 def _check_labels(table, problems):
     tr = table[table.split == 'train']
     if not len(tr): raise DataError("no training images found", "check the folder/CSV: training images go in train/<class>/<image> or rows with split='train'")
@@ -430,7 +437,20 @@ def _counts(table, vocab):
     return {s: {c: int(n) for c, n in table[table.split == s].label.value_counts().reindex(vocab, fill_value=0).items()}
             for s in ('train', 'valid', 'test') if (table.split == s).any()}
 
-# %% ../nbs/02_data.ipynb #3e1a1bb8
+# %% ../nbs/02_data.ipynb #8cb50008
+def _clean_table(table, presize, method, pad_mode, item_tfms, cache, max_pixels, on_bad_file, problems):
+    "Check every file (and fill the cache, which decodes them all); the table without bad files, and the item pipelines"
+    table = table.assign(path=table.path.map(str), label=table.label.map(str))[['path', 'label', 'split']]
+    table, bad = check_table(table, max_pixels, on_bad_file); problems += bad
+    loader, train_items, valid_items = _item_pipes(presize, method, pad_mode, item_tfms, None, max_pixels)
+    if cache and item_tfms is not None: warnings.warn("cache is ignored with custom item_tfms: the cache stores imgclf's presized images")
+    if cache and item_tfms is None:
+        loader.cache = _resolve_cache(cache)
+        bad = _fill_cache(loader.cache, loader, table.path.unique().tolist()); problems += bad
+        table = _drop_bad(table, bad, on_bad_file, 'file(s) cannot be decoded')
+    return table, loader, train_items, valid_items
+
+# %% ../nbs/02_data.ipynb #7603d473
 def _make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` ('train', 'valid', 'test')
               root:str|Path|None=None, # the dataset folder: `dls.path`, and paths are hashed relative to it
               source:dict|None=None, # where the data came from, recorded in `dls.imgclf`
@@ -456,19 +476,11 @@ def _make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` 
     "Build fastai `DataLoaders` from a table of `path, label, split`"
     _check_args(method, pad_mode, on_bad_file, size)
     presize, problems = int(presize or _presize_default(size)), list(problems or [])
-    table = table.assign(path=table.path.map(str), label=table.label.map(str))[['path', 'label', 'split']]
-    table, bad = check_table(table, max_pixels, on_bad_file); problems += bad
-    loader, train_items, valid_items = _item_pipes(presize, method, pad_mode, item_tfms, None, max_pixels)
-    if cache and item_tfms is not None: warnings.warn("cache is ignored with custom item_tfms: the cache stores imgclf's presized images")
-    if cache and item_tfms is None:
-        loader.cache = _resolve_cache(cache)
-        bad = _fill_cache(loader.cache, loader, table.path.unique().tolist()); problems += bad
-        table = _drop_bad(table, bad, on_bad_file, 'file(s) cannot be decoded')
+    table, loader, train_items, valid_items = _clean_table(table, presize, method, pad_mode, item_tfms, cache, max_pixels, on_bad_file, problems)
     vocab = _check_labels(table, problems)
-    counts, hashes = _counts(table, vocab), split_hashes(table, root)
-    orig = table
+    counts, hashes, orig = _counts(table, vocab), split_hashes(table, root), table
     if oversample: table = oversample_table(table, seed); counts['train (oversampled)'] = _counts(table, vocab)['train']
-    mean, std = _resolve_stats(normalize, table[table.split == 'train'].path.unique().tolist(), presize)
+    mean, std = _resolve_stats(normalize, orig[orig.split == 'train'].path.unique().tolist(), presize)
     dls = _dataloaders(table, vocab, loader, train_items, valid_items, _batch_pipes(size, pad_mode, preset, batch_tfms, mean, std),
                        root, bs, val_bs, num_workers, device)
     dls.imgclf = dict(size=size, presize=presize, method=method, pad_mode=pad_mode, mean=mean, std=std,
@@ -477,12 +489,13 @@ def _make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` 
     dls.problems, dls.class_counts, dls.table = problems, counts, orig
     return dls
 
-# %% ../nbs/02_data.ipynb #75247e89
+# %% ../nbs/02_data.ipynb #c4728095
 def _dataloaders(table, vocab, loader, train_items, valid_items, batch_pipes, root, bs, val_bs, num_workers, device):
     splits = [np.flatnonzero(table.split.values == s).tolist() for s in ('train', 'valid', 'test') if (table.split == s).any()]
     dsets = Datasets([Path(p) for p in table.path], [[loader], [_Labeller(dict(zip(table.path, table.label))), Categorize(vocab=vocab, sort=False)]],
                      splits=splits)
     dsets.tls[0].types[0] = (Path, str, bytes, Image.Image, np.ndarray)  # so `dls.test_dl` and `learn.predict` take all of these
+    if isinstance(loader, ImageLoader): loader.known = set(table.path)  # only these fall back to grey: new files (test_dl, predict) raise
     train_b, valid_b = batch_pipes
     dl_kwargs = [dict(after_item=train_items, after_batch=train_b)] + [dict(after_item=valid_items, after_batch=valid_b)]*(len(splits)-1)
     dls = dsets.dataloaders(bs=bs, val_bs=val_bs, num_workers=num_workers, device=device or default_device(),
@@ -492,7 +505,7 @@ def _dataloaders(table, vocab, loader, train_items, valid_items, batch_pipes, ro
     dls.test_idx = 2 if len(splits) == 3 else None
     return dls
 
-# %% ../nbs/02_data.ipynb #596004ee
+# %% ../nbs/02_data.ipynb #1ff29d26
 def compute_stats(items, # image paths, a folder, or `DataLoaders` (its training images)
                   size:int=64, # images are squished to `size` x `size` first (statistics barely depend on it)
                   max_n:int=1000, # use at most this many images (a seeded sample)
@@ -508,7 +521,7 @@ def compute_stats(items, # image paths, a folder, or `DataLoaders` (its training
     with ThreadPoolExecutor(_threads()) as ex: px = np.concatenate(list(ex.map(one, items)))
     return [round(float(m), 4) for m in px.mean(0)], [round(float(s), 4) for s in px.std(0)]
 
-# %% ../nbs/02_data.ipynb #1047292d
+# %% ../nbs/02_data.ipynb #dd37d73b
 def _folder_rows(root, split_dir, split, problems):
     "Rows of `root/split_dir/<class>/**/<image>`, noting empty class folders and unlabelled files"
     d = Path(root)/split_dir
@@ -524,14 +537,14 @@ def _folder_rows(root, split_dir, split, problems):
     if not rows: raise DataError(f"no labelled images found under {d}", f"put images in {d}/<class>/<image>.jpg")
     return rows
 
-# %% ../nbs/02_data.ipynb #d033648b
+# %% ../nbs/02_data.ipynb #783905b0
 def _default_valid(root):
     return next((n for n in ('valid', 'val', 'validation') if (Path(root)/n).is_dir()), None)
 
 def _has_split_folders(root, train):
     return (Path(root)/train).is_dir()
 
-# %% ../nbs/02_data.ipynb #4576afc2
+# %% ../nbs/02_data.ipynb #1c957a1b
 def _carve(rows, valid_pct, seed, stratify):
     "Move a `valid_pct` split of the training rows to validation"
     df = pd.DataFrame(rows, columns=['path', 'label', 'split'])
@@ -542,7 +555,7 @@ def _carve(rows, valid_pct, seed, stratify):
 
 _shared = ['table', 'root', 'source', 'problems']
 
-# %% ../nbs/02_data.ipynb #699df217
+# %% ../nbs/02_data.ipynb #1e51f1f4
 @delegates(_make_dls, but=_shared)
 def from_folder(path:str|Path, # the dataset root
                 train:str='train', # the training folder under `path`
@@ -571,7 +584,7 @@ def from_folder(path:str|Path, # the dataset root
                   valid_pct=valid_pct, merge_valid_test=merge_valid_test, seed=seed)
     return _make_dls(table, root, source, problems, seed=seed, **kwargs)
 
-# %% ../nbs/02_data.ipynb #207304ff
+# %% ../nbs/02_data.ipynb #1dcaf04a
 @delegates(_make_dls, but=_shared)
 def from_name_re(path:str|Path, # the folder with the images (searched recursively)
                  pat:str, # regex searched in each file name; its first group is the label
@@ -595,7 +608,7 @@ def from_name_re(path:str|Path, # the folder with the images (searched recursive
     source = dict(kind='name_re', path=str(root.resolve()), pat=pat, valid_pct=valid_pct, seed=seed)
     return _make_dls(_carve(rows, valid_pct, seed, stratify), root, source, problems, seed=seed, **kwargs)
 
-# %% ../nbs/02_data.ipynb #368ea85a
+# %% ../nbs/02_data.ipynb #dc91fa52
 _SPLITS = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validation': 'valid', 'test': 'test'}
 
 def _split_column(df, split_col):
@@ -606,7 +619,7 @@ def _split_column(df, split_col):
     if bad: raise DataError(f"column {split_col!r} has unknown split name(s) {bad}", f"use {sorted(set(_SPLITS))} (or a boolean is_valid column)")
     return s.map(_SPLITS).values
 
-# %% ../nbs/02_data.ipynb #91d362d6
+# %% ../nbs/02_data.ipynb #5ca6bd21
 @delegates(_make_dls, but=_shared)
 def from_df(df:pd.DataFrame, # one row per image
             folder:str|Path='.', # relative paths are relative to this folder
@@ -633,7 +646,7 @@ def from_df(df:pd.DataFrame, # one row per image
     source = dict(kind='df', folder=str(folder.resolve()), path_col=path_col, label_col=label_col, split_col=split_col, valid_pct=valid_pct, seed=seed)
     return _make_dls(table, folder, source, problems, seed=seed, **kwargs)
 
-# %% ../nbs/02_data.ipynb #106889a7
+# %% ../nbs/02_data.ipynb #a8c3922b
 _PATH_COLS, _LABEL_COLS = ('path', 'name', 'fname', 'file', 'filename', 'image', 'image_path'), ('label', 'labels', 'class', 'category', 'target')
 
 @delegates(from_df, but=['df', 'path_col', 'label_col'])
@@ -653,7 +666,7 @@ def from_csv(csv:str|Path, # the CSV file
     dls.imgclf['source'].update(kind='csv', csv=str(csv.resolve()))
     return dls
 
-# %% ../nbs/02_data.ipynb #58c6e120
+# %% ../nbs/02_data.ipynb #7ecd3a57
 def _train_counts(dls):
     "Images per class in the training loader (after oversampling)"
     cc = getattr(dls, 'class_counts', None)
@@ -667,12 +680,7 @@ def class_weights(dls:DataLoaders, # from one of the `from_*` functions (or any 
     if (counts == 0).any(): raise DataError(f"class(es) {[dls.vocab[i] for i in np.flatnonzero(counts == 0)]} have no training images", "add training images, or drop the class")
     return torch.tensor(counts.sum()/(len(counts)*counts), dtype=torch.float)
 
-# %% ../nbs/02_data.ipynb #8764cfb3
-def _decode(load, im):
-    try: return load.decode(im)
-    except DataError: raise
-    except Exception as e: raise DataError(f"cannot read {_name(im)} as an image ({type(e).__name__}: {e})", "pass a readable JPEG, PNG, ... file, its bytes, a PIL image or a uint8 array") from None
-
+# %% ../nbs/02_data.ipynb #9fb5db45
 def preprocess(images, # image paths, bytes, PIL images or uint8 arrays (or one of them)
                info:dict, # `dls.imgclf`: size, presize, method, pad_mode, mean, std
                device=None, # where the batch goes (default: the CPU)
@@ -687,7 +695,7 @@ def preprocess(images, # image paths, bytes, PIL images or uint8 arrays (or one 
     m, s = [torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (info['mean'], info['std'])]
     return (x - m)/s
 
-# %% ../nbs/02_data.ipynb #6448b42e
+# %% ../nbs/02_data.ipynb #f396b284
 class DataSummary:
     "What `describe` found: `counts` (DataFrame split x class), `sizes` (DataFrame of width, height), `formats`, `problems`"
     def __init__(self, counts, sizes, formats, modes, problems, info): store_attr()
@@ -702,7 +710,7 @@ class DataSummary:
         lines.append(f"problems: {len(self.problems)}" + ''.join(f"\n  {p['path'] or '-'}: {p['problem']}" for p in self.problems[:20]))
         return '\n'.join(lines)
 
-# %% ../nbs/02_data.ipynb #f1acae0c
+# %% ../nbs/02_data.ipynb #2df05e31
 def _header(p):
     try:
         with Image.open(p) as im: return im.size + (im.format, im.mode)
@@ -724,13 +732,12 @@ def describe(dls:DataLoaders, # from one of the `from_*` functions
     return DataSummary(counts, sizes, collections.Counter(h[2] for h in hs if h[2]), collections.Counter(h[3] for h in hs if h[3]),
                        problems, dls.imgclf)
 
-# %% ../nbs/02_data.ipynb #35233482
+# %% ../nbs/02_data.ipynb #76f17ed9
 def plot_class_counts(dls:DataLoaders, # from one of the `from_*` functions
                       ax=None, # a matplotlib axis to draw on (default: a new figure)
                       figsize:tuple=(6, 2.5), # size of the new figure
                      ):
     "Grouped bar chart of the images per class in each split (training before and after oversampling)"
-    import matplotlib.pyplot as plt
     counts = pd.DataFrame(dls.class_counts)  # classes x splits
     counts = counts[[c for c in ('train', 'train (oversampled)', 'valid', 'test') if c in counts]]
     if ax is None: _, ax = plt.subplots(figsize=figsize)

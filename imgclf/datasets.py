@@ -6,8 +6,8 @@
 __all__ = ['IMAGE_EXTS', 'MAX_PIXELS', 'imgclf_home', 'arrays_to_folder', 'npz_to_folder', 'sample_digits', 'image_files',
            'check_image', 'verify_images', 'download_images']
 
-# %% ../nbs/01_datasets.ipynb #c66b643c
-import os, io, json, time, shutil, socket, hashlib, tempfile, threading
+# %% ../nbs/01_datasets.ipynb #5c27e7c1
+import os, io, json, time, zlib, shutil, socket, struct, hashlib, tempfile, threading
 import urllib.request, urllib.parse, urllib.error
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +16,12 @@ import numpy as np, pandas as pd
 from PIL import Image, UnidentifiedImageError
 from .core import DataError, ConfigError, file_hash, atomic_write
 
-# %% ../nbs/01_datasets.ipynb #a6ea49ad
+# %% ../nbs/01_datasets.ipynb #796051cc
 def imgclf_home()->Path:
     "imgclf's working folder: `IMGCLF_HOME` or `~/.imgclf`"
     return Path(os.environ.get('IMGCLF_HOME', Path.home()/'.imgclf')).expanduser()
 
-# %% ../nbs/01_datasets.ipynb #b195cb83
+# %% ../nbs/01_datasets.ipynb #882d3dfa
 def _to_uint8(images):
     a = np.asarray(images)
     if a.dtype == np.uint8: return a
@@ -41,7 +41,7 @@ def _check_arrays(images, labels):
     if len(labels) != len(images): raise DataError(f"{len(images)} images but {len(labels)} labels", "pass one label per image")
     return images, labels[:, 0]
 
-# %% ../nbs/01_datasets.ipynb #f9977608
+# %% ../nbs/01_datasets.ipynb #c0038ce4
 def arrays_to_folder(images, # (N, H, W) grayscale or (N, H, W, 3) colour images
                      labels, # N class ids (ints) or class names
                      dest:str|Path, # the dataset root
@@ -70,7 +70,7 @@ def arrays_to_folder(images, # (N, H, W) grayscale or (N, H, W, 3) colour images
         if tmp.exists(): shutil.rmtree(tmp)
     return dest
 
-# %% ../nbs/01_datasets.ipynb #e8f8f26d
+# %% ../nbs/01_datasets.ipynb #db286c6b
 def npz_to_folder(npz:str|Path, # a `.npz` with `{split}_images` and `{split}_labels` arrays
                   dest:str|Path|None=None, # the dataset root (default: `imgclf_home()/data/<npz name>`)
                   vocab:list|None=None, # class names for the integer labels
@@ -94,7 +94,7 @@ def npz_to_folder(npz:str|Path, # a `.npz` with `{split}_images` and `{split}_la
     mfile.write_text(json.dumps(marker))
     return dest
 
-# %% ../nbs/01_datasets.ipynb #5e31b0bc
+# %% ../nbs/01_datasets.ipynb #0b79a191
 def sample_digits(dest:str|Path|None=None, # where to write (default: `imgclf_home()/data/digits`)
                   n_train:int=300, # training images per class
                   n_valid:int=100, # validation images per class
@@ -121,7 +121,7 @@ def sample_digits(dest:str|Path|None=None, # where to write (default: `imgclf_ho
     mfile.write_text(json.dumps(marker))
     return dest
 
-# %% ../nbs/01_datasets.ipynb #1c64468c
+# %% ../nbs/01_datasets.ipynb #239117da
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.gif', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.jfif'}
 MAX_PIXELS = 89_478_485  # PIL's own default limit (about 9,500 x 9,500): anything bigger is treated as a decompression bomb
 
@@ -140,7 +140,7 @@ def image_files(path:str|Path, # the folder to search
         res += [Path(root)/f for f in files if not _hidden(f) and Path(f).suffix.lower() in IMAGE_EXTS and os.path.exists(Path(root)/f)]
     return sorted(res)
 
-# %% ../nbs/01_datasets.ipynb #4dff8ac7
+# %% ../nbs/01_datasets.ipynb #e24921d1
 _TAILS = {'JPEG': (b'\xff\xd9',), 'PNG': (b'IEND\xaeB`\x82',)}
 
 def _open_header(path):
@@ -152,7 +152,7 @@ def _tail_ok(path, fmt, n):
         f.seek(max(0, n-64)); tail = f.read().rstrip(b'\x00\r\n ')
     return tail.endswith(_TAILS[fmt])
 
-# %% ../nbs/01_datasets.ipynb #c3fff619
+# %% ../nbs/01_datasets.ipynb #85a9ccf3
 def check_image(path:str|Path, # the image file
                 max_pixels:int=MAX_PIXELS, # more pixels than this is reported as a decompression bomb
                )->str|None:
@@ -169,16 +169,15 @@ def check_image(path:str|Path, # the image file
     if not _tail_ok(path, fmt, n): return f"truncated {fmt} (no end marker)"
     return None
 
-# %% ../nbs/01_datasets.ipynb #7cfef08d
+# %% ../nbs/01_datasets.ipynb #811c389b
 def _png_bomb(path, w=40_000, h=40_000):
     "Write a tiny PNG whose header claims `w` x `h` pixels (for tests)"
-    import struct, zlib
     def chunk(t, data): return struct.pack('>I', len(data)) + t + data + struct.pack('>I', zlib.crc32(t + data) & 0xffffffff)
     ihdr = struct.pack('>IIBBBBB', w, h, 1, 0, 0, 0, 0)
     Path(path).write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\x00'*64)) + chunk(b'IEND', b''))
     return Path(path)
 
-# %% ../nbs/01_datasets.ipynb #f8537ecd
+# %% ../nbs/01_datasets.ipynb #22cd09d4
 def _decode_problem(path, max_pixels):
     r = check_image(path, max_pixels)
     if r: return r
@@ -200,7 +199,7 @@ def _suspects(files, formats, min_files=10, max_share=0.1):
                  f"suspect: one of {cnt[fmt]} {fmt} among {cnt[top]} {top} files in its folder") for f, fmt in fs if cnt[fmt]/len(fs) < max_share]
     return res
 
-# %% ../nbs/01_datasets.ipynb #208e6abb
+# %% ../nbs/01_datasets.ipynb #fe15ea65
 def _quarantine(path, bad, quarantine):
     qdir = Path(quarantine) if quarantine else path.parent/f'{path.name}.quarantine'
     moved, log = [], []
@@ -214,7 +213,7 @@ def _quarantine(path, bad, quarantine):
     atomic_write(logf, old + ''.join(l + '\n' for l in log))
     return moved
 
-# %% ../nbs/01_datasets.ipynb #f66cd3cd
+# %% ../nbs/01_datasets.ipynb #14ed8bb5
 def verify_images(path:str|Path, # the folder to check (recursively)
                   delete:bool=False, # move the bad files to `quarantine` (they are never deleted)
                   quarantine:str|Path|None=None, # where bad files go (default: `<path>.quarantine` beside `path`)
@@ -235,7 +234,7 @@ def verify_images(path:str|Path, # the folder to check (recursively)
     if delete and bad: df.loc[df.kind == 'bad', 'moved_to'] = _quarantine(path, bad, quarantine)
     return df
 
-# %% ../nbs/01_datasets.ipynb #1ce32290
+# %% ../nbs/01_datasets.ipynb #ecf6d598
 def _read_urls(urls):
     if isinstance(urls, (str, Path)) and Path(urls).is_file(): urls = Path(urls).read_text().splitlines()
     elif isinstance(urls, str): urls = [urls]
@@ -258,7 +257,7 @@ def _fetch(url, timeout, max_bytes, headers):
             if time.monotonic() > deadline: raise TimeoutError(f"timed out after {timeout} s")
     return b''.join(chunks)
 
-# %% ../nbs/01_datasets.ipynb #8c2eb2e5
+# %% ../nbs/01_datasets.ipynb #2135eabc
 _EXT = {'JPEG': '.jpg', 'PNG': '.png', 'GIF': '.gif', 'WEBP': '.webp', 'BMP': '.bmp', 'TIFF': '.tif'}
 
 def _check_bytes(data, max_pixels):
@@ -271,7 +270,7 @@ def _check_bytes(data, max_pixels):
     except Image.DecompressionBombError: raise ValueError("decompression bomb")
     except Exception as e: raise ValueError(f"does not decode as an image ({type(e).__name__})")
 
-# %% ../nbs/01_datasets.ipynb #370c3d05
+# %% ../nbs/01_datasets.ipynb #548eeba4
 def _download_one(url, dest, timeout, max_bytes, max_pixels, headers, seen, lock):
     try:
         data = _fetch(url, timeout, max_bytes, headers)
@@ -289,7 +288,7 @@ def _download_one(url, dest, timeout, max_bytes, max_pixels, headers, seen, lock
     atomic_write(path, data)
     return dict(url=url, status='ok', path=str(path))
 
-# %% ../nbs/01_datasets.ipynb #fe40d129
+# %% ../nbs/01_datasets.ipynb #55d4bc5b
 def download_images(urls, # a text file with one URL per line, or a list of URLs
                     dest:str|Path, # the folder to save the images in
                     max_pics:int=1000, # download at most this many URLs (the first ones)

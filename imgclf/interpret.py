@@ -6,7 +6,7 @@
 __all__ = ['TrainingHistory', 'track_history', 'plot_loss', 'plot_metrics', 'Interpreter', 'from_learner', 'gradcam_batch',
            'gradcam', 'plot_gradcam']
 
-# %% ../nbs/05_interpret.ipynb #bebd151f
+# %% ../nbs/05_interpret.ipynb #2798c44b
 import math, itertools
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from fastai.torch_core import to_device
 from .core import ConfigError, DataError
 
-# %% ../nbs/05_interpret.ipynb #b9b2d9df
+# %% ../nbs/05_interpret.ipynb #86d6b6c3
 def _frozen(learn):
     opt = getattr(learn, 'opt', None)
     return bool(opt is not None and getattr(opt, 'frozen_idx', 0) > 0)
@@ -37,7 +37,7 @@ class TrainingHistory(Callback):
         self._fit['losses'].append(float(self.learn.smooth_loss))
         if self._fit['size'] is None: self._fit['size'] = tuple(self.learn.xb[0].shape[-2:])
 
-# %% ../nbs/05_interpret.ipynb #cf5fc084
+# %% ../nbs/05_interpret.ipynb #977f16ef
 @patch
 def after_epoch(self:TrainingHistory):
     if self._fit is None or not self.recorder.values: return
@@ -55,21 +55,23 @@ def track_history(learn:Learner, # the learner to follow
     if not any(isinstance(c, TrainingHistory) for c in learn.cbs): learn.add_cb(TrainingHistory())
     return learn
 
-# %% ../nbs/05_interpret.ipynb #cafd9709
+# %% ../nbs/05_interpret.ipynb #708666ea
 def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits: raise ConfigError("no training history on this learner", "call track_history(learn) before fitting (imgclf's learners have it)")
     return h.fits
 
-def _fit_marks(ax, fits):
+def _fit_marks(ax, fits, labels=True):
+    "A dotted line where each fit starts, labelled 'frozen'/'unfrozen' and the image size"
     start = 0
     for i, f in enumerate(fits):
         if i: ax.axvline(start, color='grey', ls=':', lw=1)
         label = ('frozen' if f['frozen'] else 'unfrozen') + (f" {f['size'][0]}px" if f['size'] else '')
-        ax.annotate(label, (start, 1), xycoords=('data', 'axes fraction'), xytext=(3, -10), textcoords='offset points', fontsize=7, color='grey')
+        if labels: ax.annotate(label, (start, 1), xycoords=('data', 'axes fraction'), xytext=(3, -10), textcoords='offset points', fontsize=7, color='grey')
         start += len(f['values'])
+    ax.set_xlim(0, start + 0.1)
 
-# %% ../nbs/05_interpret.ipynb #25e13332
+# %% ../nbs/05_interpret.ipynb #94bf118f
 def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
               skip_start:int=5, # batches of the first fit not shown (the loss starts high)
               with_valid:bool=True, # also plot the validation loss
@@ -91,26 +93,26 @@ def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
     ax.set(xlabel='epoch', ylabel='loss', yscale='log' if log else 'linear'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #39bffa83
+# %% ../nbs/05_interpret.ipynb #eae2d7e3
 def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
                  ncols:int=3, # panels per row
-                 figsize:tuple|None=None, # default: 3 x 2.5 inches per panel
+                 figsize:tuple|None=None, # default: 2.8 x 2.2 inches per panel
                 )->plt.Figure:
     "Each metric per epoch over every fit, on one epoch axis (one panel per metric)"
     fits = _history(learn)
     names = [n for n in fits[-1]['names'] if n not in ('train_loss', 'valid_loss')] or ['valid_loss']
     ncols = min(ncols, len(names)); nrows = math.ceil(len(names) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (3*ncols, 2.5*nrows), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.8*ncols, 2.2*nrows), squeeze=False)
     for ax in axs.flat[len(names):]: ax.set_visible(False)
     for ax, name in zip(axs.flat, names):
         xs, ys, start = [], [], 0
         for f in fits:
             if name in f['names']: xs += list(start + np.arange(1, len(f['values'])+1)); ys += [v[f['names'].index(name)] for v in f['values']]
             start += len(f['values'])
-        ax.plot(xs, ys, 'o-'); ax.set(title=name, xlabel='epoch'); _fit_marks(ax, fits)
+        ax.plot(xs, ys, 'o-'); ax.set(title=name, xlabel='epoch'); _fit_marks(ax, fits, labels=ax is axs.flat[0])
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #847c17aa
+# %% ../nbs/05_interpret.ipynb #281333c5
 class Interpreter:
     "Predictions of one pass over a loader, cached: every table and plot reads them, none re-runs the model"
     def __init__(self,
@@ -139,7 +141,7 @@ class Interpreter:
     @property
     def accuracy(self)->float: "Fraction of correct predictions"; return (self.preds == self.targets).float().mean().item()
 
-# %% ../nbs/05_interpret.ipynb #372691ac
+# %% ../nbs/05_interpret.ipynb #d31ab5fa
 def _plain(t): return torch.as_tensor(t).detach().cpu().as_subclass(torch.Tensor)
 def _nll(probs, targets): return -probs.gather(1, targets[:, None])[:, 0].clamp_min(1e-12).log()
 
@@ -152,7 +154,7 @@ def _check_preds(probs, targets, vocab):
     if len(targets) and (targets.min() < 0 or targets.max() >= len(vocab)):
         raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes", "pass class indices 0..C-1")
 
-# %% ../nbs/05_interpret.ipynb #0d8cf372
+# %% ../nbs/05_interpret.ipynb #b889e8a6
 _SPLITS = {0: 'train', 1: 'valid', 2: 'test'}
 
 def _item_paths(dl):
@@ -162,7 +164,7 @@ def _item_paths(dl):
     if all(isinstance(o, (str, Path)) for o in items): return [Path(o) for o in items]
     try: getter = dl.dataset.tls[0].tfms.fs[0]
     except (AttributeError, IndexError): return None
-    try: paths = [getter(o) for o in (dl.items.iloc[i] for i in range(len(items)))] if isinstance(dl.items, pd.DataFrame) else [getter(o) for o in items]
+    try: paths = [getter(o) for o in items] # DataFrame rows as named tuples, which fastai's `ColReader` reads
     except Exception: return None
     return [Path(o) for o in paths] if all(isinstance(o, (str, Path)) for o in paths) else None
 
@@ -172,7 +174,7 @@ def _split_name(learn, dl, ds_idx):
         if o is dl: return _SPLITS.get(i, f'dls[{i}]')
     return 'custom'
 
-# %% ../nbs/05_interpret.ipynb #4ab9e2a7
+# %% ../nbs/05_interpret.ipynb #8737a63f
 @classmethod
 def from_learner(cls:Interpreter,
                  learn:Learner, # a trained single-label classifier
@@ -200,7 +202,7 @@ def _vocab(dl, learn):
 
 Interpreter.from_learner = from_learner
 
-# %% ../nbs/05_interpret.ipynb #c81acce9
+# %% ../nbs/05_interpret.ipynb #06a55eb0
 def _tta_probs(learn, dl, n):
     "Mean probabilities of `n` passes over `dl` with the training loader's augmentations"
     train = learn.dls.train
@@ -218,7 +220,7 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
 
 Interpreter._from_tta = _from_tta
 
-# %% ../nbs/05_interpret.ipynb #e7c097ae
+# %% ../nbs/05_interpret.ipynb #9fffda86
 @patch
 def image(self:Interpreter, i:int, # index of the item
          )->Image.Image:
@@ -236,7 +238,7 @@ def inputs(self:Interpreter, idxs:list, # indices of the items
     if getattr(dl, 'device', None) is not None: b = to_device(b, dl.device)
     return dl.after_batch(b)[0]
 
-# %% ../nbs/05_interpret.ipynb #69dd326e
+# %% ../nbs/05_interpret.ipynb #ff5ada3b
 @patch
 def confusion_matrix(self:Interpreter)->np.ndarray:
     "(C, C) counts: row = actual class, column = predicted class"
@@ -253,17 +255,20 @@ def most_confused(self:Interpreter, min_val:int=1, # smallest count to list
     res = [(self.vocab[i], self.vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=lambda o: -o[2])
 
-# %% ../nbs/05_interpret.ipynb #1460b4e6
+# %% ../nbs/05_interpret.ipynb #154f0a70
 def _confused_classes(cm, k):
     off = cm.copy(); np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
 
-def _cm_layout(n, figsize):
-    side = min(max(4., 1.5 + 0.17*n), 18.)
-    return dict(figsize=figsize or (side, side*0.92), text=n <= 25,
-                fs=max(5, min(10, 11 - n//12)), cell_fs=max(6, min(12, 13 - n//3)))
+def _cm_layout(n, figsize, width=4):
+    "Figure size, label font size, and the cell font size (None: the values do not fit in the cells)"
+    side = min(max(3.5, 1.5 + 0.2*n), 18.)
+    figsize = figsize or (side + 0.5, side)
+    cell_pt = 72 * min(figsize) * 0.7 / n
+    cell_fs = min(12, cell_pt / (0.65 * width)) # a digit is about 0.6 of the font size wide
+    return dict(figsize=figsize, fs=max(5, min(10, 11 - n//12)), cell_fs=cell_fs if cell_fs >= 5 else None)
 
-# %% ../nbs/05_interpret.ipynb #ac9bc012
+# %% ../nbs/05_interpret.ipynb #00cd5d3a
 @patch
 def plot_confusion_matrix(self:Interpreter,
                           normalize:bool=False, # divide each row by its total (the diagonal is then recall)
@@ -280,29 +285,31 @@ def plot_confusion_matrix(self:Interpreter,
     rows = cm[idx]
     cm = cm[np.ix_(idx, idx)]
     if normalize: cm = cm / np.maximum(rows.sum(1, keepdims=True), 1)
-    lay = _cm_layout(len(idx), figsize)
+    lay = _cm_layout(len(idx), figsize, norm_dec + 2 if normalize else len(str(cm.max())))
     fig, ax = plt.subplots(figsize=lay['figsize'])
     im = ax.imshow(cm, interpolation='nearest', cmap=cmap, vmin=0)
     _cm_labels(ax, [str(self.vocab[i]) for i in idx], lay['fs'])
-    if plot_txt if plot_txt is not None else lay['text']: _cm_text(ax, cm, normalize, norm_dec, lay['cell_fs'])
+    if plot_txt if plot_txt is not None else lay['cell_fs']: _cm_text(ax, cm, normalize, norm_dec, lay['cell_fs'] or 6)
     else: fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     ax.set_title(title + (f' ({len(idx)} most confused of {len(self.vocab)} classes)' if top_k else ''))
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #0cb201cc
+# %% ../nbs/05_interpret.ipynb #485cae6a
 def _cm_labels(ax, names, fs):
-    ticks = np.arange(len(names))
-    ax.set_xticks(ticks, names, rotation=90, fontsize=fs); ax.set_yticks(ticks, names, fontsize=fs)
+    cell_pt = 72 * ax.figure.get_size_inches().min() * 0.75 / len(names)
+    ticks = np.arange(0, len(names), math.ceil(fs * 1.2 / cell_pt)) # every k-th name when they would overlap
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=fs); ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=fs)
     ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); ax.grid(False)
 
 def _cm_text(ax, cm, normalize, norm_dec, fs):
     thresh = cm.max() / 2.
     for i, j in itertools.product(range(cm.shape[0]), range(cm.shape[1])):
-        ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize else f'{cm[i, j]}', ha='center', va='center',
+        if cm[i, j] == 0 and len(cm) > 5: continue # empty cells stay empty: the mistakes stand out
+        ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center', va='center',
                 fontsize=fs, color='white' if cm[i, j] > thresh else 'black')
 
-# %% ../nbs/05_interpret.ipynb #62cd5eda
+# %% ../nbs/05_interpret.ipynb #ebd25a27
 def _report(cm, vocab):
     tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
     prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -315,7 +322,7 @@ def _report(cm, vocab):
     df.loc['weighted avg'] = [(prec*w).sum(), (rec*w).sum(), (f1*w).sum(), support.sum()]
     return df.astype({'support': int})
 
-# %% ../nbs/05_interpret.ipynb #3be69c51
+# %% ../nbs/05_interpret.ipynb #ec288dc9
 @patch
 def classification_report(self:Interpreter)->pd.DataFrame:
     "Precision, recall, F1 and support per class, plus accuracy and the macro and weighted averages"
@@ -327,7 +334,7 @@ def print_classification_report(self:Interpreter, digits:int=2, # decimals shown
     "Print the classification report as text"
     print(self.classification_report().to_string(float_format=f'{{:.{digits}f}}'.format, na_rep=''))
 
-# %% ../nbs/05_interpret.ipynb #19982283
+# %% ../nbs/05_interpret.ipynb #7b758a8d
 @patch
 def top_losses(self:Interpreter, k:int|None=None, # how many (default: all)
                largest:bool=True, # largest losses first; False: smallest first
@@ -341,7 +348,7 @@ def _denorm(dl, x):
     if norm is not None: x = x*norm.std.to(x.device) + norm.mean.to(x.device)
     return x.float().clamp(0, 1).permute(0, 2, 3, 1).detach().cpu().numpy()
 
-# %% ../nbs/05_interpret.ipynb #ed3a396e
+# %% ../nbs/05_interpret.ipynb #c2dfe3b2
 @patch
 def plot_top_losses(self:Interpreter,
                     k:int=9, # number of images
@@ -365,7 +372,7 @@ def plot_top_losses(self:Interpreter,
     fig.suptitle('actual/predicted   loss / probability', fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #48ac616f
+# %% ../nbs/05_interpret.ipynb #52b522e1
 @patch
 def _display_images(self:Interpreter, idxs, gradcam=False):
     if self.dl is None:
@@ -375,14 +382,14 @@ def _display_images(self:Interpreter, idxs, gradcam=False):
     cams = gradcam_batch(self.learn.model, x, self.preds[idxs]).cpu().numpy() if gradcam else None
     return _denorm(self.dl, x), cams
 
-# %% ../nbs/05_interpret.ipynb #e0be8571
+# %% ../nbs/05_interpret.ipynb #3c7ea354
 def _default_layer(model):
     if isinstance(model, nn.Sequential) and len(model) == 2: return model[0]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs: raise ConfigError("the model has no Conv2d layer for Grad-CAM", "pass layer=, a module whose output is a feature map (N, C, h, w)")
     return convs[-1]
 
-# %% ../nbs/05_interpret.ipynb #5f843f58
+# %% ../nbs/05_interpret.ipynb #37e8b78f
 def gradcam_batch(model:nn.Module, # the classifier
                   x:torch.Tensor, # (N, 3, H, W) model-ready inputs
                   targets:torch.Tensor|None=None, # (N,) class per image (default: the predicted class)
@@ -404,7 +411,7 @@ def gradcam_batch(model:nn.Module, # the classifier
     cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return (cam / cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]).detach()
 
-# %% ../nbs/05_interpret.ipynb #e2c2bbae
+# %% ../nbs/05_interpret.ipynb #3564218e
 def _norm_stats(dls):
     st = (getattr(dls, 'imgclf', None) or {})
     if st.get('mean') and st.get('std'): return torch.tensor(st['mean']), torch.tensor(st['std'])
@@ -419,7 +426,7 @@ def _train_size(dls):
             sz = getattr(f, 'size', None)
             if sz is not None: return int(min(sz) if isinstance(sz, (tuple, list)) else sz)
 
-# %% ../nbs/05_interpret.ipynb #5513c1f1
+# %% ../nbs/05_interpret.ipynb #b43161fb
 def _as_pil(img):
     if isinstance(img, (str, Path)):
         try: return Image.open(img).convert('RGB')
@@ -439,7 +446,7 @@ def _prepare(learn, img):
     if st is not None: x = (x - st[0][:, None, None]) / st[1][:, None, None]
     return x, np.asarray(im, dtype=np.float32)/255.
 
-# %% ../nbs/05_interpret.ipynb #9bc62656
+# %% ../nbs/05_interpret.ipynb #f5c42877
 def _gradcam(learn, img, target, layer):
     if isinstance(img, torch.Tensor):
         x = img[None] if img.ndim == 3 else img
@@ -454,7 +461,7 @@ def _gradcam(learn, img, target, layer):
     cam = F.interpolate(cam, size=shown.shape[:2], mode='bilinear', align_corners=False)[0, 0]
     return cam.cpu().numpy(), shown
 
-# %% ../nbs/05_interpret.ipynb #e51a2657
+# %% ../nbs/05_interpret.ipynb #5d6b6722
 def gradcam(learn:Learner, # a trained classifier
             img, # a file path, PIL image, (H, W[, 3]) array, or a model-ready (3, H, W) tensor
             target:int|str|None=None, # class index or name to explain (default: the predicted class)
@@ -477,7 +484,7 @@ def plot_gradcam(learn:Learner, # a trained classifier
     if target is not None: ax.set_title(str(target), fontsize=9)
     return fig
 
-# %% ../nbs/05_interpret.ipynb #1594ff37
+# %% ../nbs/05_interpret.ipynb #d10d519c
 @patch
 def _pos(self:Interpreter, pos):
     names = [str(v) for v in self.vocab]
@@ -497,7 +504,7 @@ def _scores(self:Interpreter, pos):
     if y.all() or not y.any(): raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items", "ROC needs both classes in the split")
     return y, s
 
-# %% ../nbs/05_interpret.ipynb #fa841d70
+# %% ../nbs/05_interpret.ipynb #bcc2a226
 def _binary_curve(y, s):
     "Counts of true and false positives at each distinct threshold, highest threshold first"
     o = np.argsort(-s, kind='mergesort'); y, s = y[o], s[o]
@@ -519,7 +526,7 @@ def pr_curve(self:Interpreter, pos:int|str|None=None, # the positive class
     tps, fps, thr = _binary_curve(*self._scores(pos))
     return tps/(tps + fps), tps/tps[-1], thr
 
-# %% ../nbs/05_interpret.ipynb #4829db10
+# %% ../nbs/05_interpret.ipynb #3ff04041
 @patch
 def roc_auc(self:Interpreter, pos:int|str|None=None)->float:
     "Area under the ROC curve"
@@ -532,7 +539,7 @@ def average_precision(self:Interpreter, pos:int|str|None=None)->float:
     prec, rec, _ = self.pr_curve(pos)
     return float(np.sum(np.diff(np.r_[0, rec]) * prec))
 
-# %% ../nbs/05_interpret.ipynb #a20b7345
+# %% ../nbs/05_interpret.ipynb #70619202
 @patch
 def operating_point(self:Interpreter, threshold:float=0.5, # call positive when the positive probability >= threshold
                     pos:int|str|None=None, # the positive class
@@ -555,7 +562,7 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
     tps, _, thr = _binary_curve(*self._scores(pos))
     return float(thr[np.argmax(tps/tps[-1] >= sensitivity - 1e-12)])
 
-# %% ../nbs/05_interpret.ipynb #7ffddf1e
+# %% ../nbs/05_interpret.ipynb #5242e72b
 @patch
 def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
                 threshold:float=0.5, # the operating point to mark
@@ -566,15 +573,15 @@ def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
     op, name = self.operating_point(threshold, pos), str(self.vocab[self._pos(pos)])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
     a1.plot(fpr, tpr, label=f'AUC {self.roc_auc(pos):.3f}'); a1.plot([0, 1], [0, 1], ':', color='grey')
-    a1.plot(1-op['specificity'], op['sensitivity'], 'o', color='C3', label=f"t={threshold:g}: sens {op['sensitivity']:.2f}, spec {op['specificity']:.2f}")
+    a1.plot(1-op['specificity'], op['sensitivity'], 'o', color='C3', label=f"t={threshold:.3g}: sens {op['sensitivity']:.2f}, spec {op['specificity']:.2f}")
     a1.set(xlabel='1 - specificity (false positive rate)', ylabel='sensitivity (recall)', title=f'ROC, positive = {name}')
     a2.plot(rec, prec, label=f'AP {self.average_precision(pos):.3f}')
-    a2.plot(op['sensitivity'], op['ppv'], 'o', color='C3', label=f"t={threshold:g}: precision {op['ppv']:.2f}")
+    a2.plot(op['sensitivity'], op['ppv'], 'o', color='C3', label=f"t={threshold:.3g}: precision {op['ppv']:.2f}")
     a2.set(xlabel='recall (sensitivity)', ylabel='precision', title='Precision-recall', ylim=(0, 1.02))
     for a in (a1, a2): a.legend(loc='lower left' if a is a2 else 'lower right', fontsize=8)
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #0554b624
+# %% ../nbs/05_interpret.ipynb #39d5cfce
 @patch
 def tta_report(self:Interpreter)->pd.DataFrame:
     "Accuracy, error rate and mean loss without and with test-time augmentation"
@@ -585,7 +592,7 @@ def tta_report(self:Interpreter)->pd.DataFrame:
         rows[name] = dict(accuracy=acc, error_rate=1-acc, loss=_nll(p, self.targets).mean().item())
     return pd.DataFrame(rows).T
 
-# %% ../nbs/05_interpret.ipynb #44641f37
+# %% ../nbs/05_interpret.ipynb #0ed44df8
 @patch
 def plot_loss(self:Interpreter, **kwargs)->plt.Figure: "`plot_loss` of this Interpreter's learner"; return plot_loss(self.learn, **kwargs)
 @patch
