@@ -39,14 +39,14 @@ def _ours(args, q):
     _pin(args.cores)
     from imgclf.cleaner import near_duplicates
     E, planted = _data(args.n, args.dim, args.pairs, args.noise, args.seed)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     df = near_duplicates(E, args.threshold, device='cpu')
-    dt = time.perf_counter() - t0
+    dt, ru1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     found = set(zip(df.i.tolist(), df.j.tolist()))
     q.put(dict(seconds=dt, found=len(planted & found), planted=len(planted), extra=len(found - planted),
-               min_sim=float(df.sim.min()) if len(df) else None, peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,
-               before_mb=rss0/1024))
+               min_sim=float(df.sim.min()) if len(df) else None, peak_mb=ru1.ru_maxrss/1024, before_mb=ru0.ru_maxrss/1024,
+               cpu=ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime))
 
 
 def _dense(args, q):
@@ -84,11 +84,13 @@ def main():
     args = ap.parse_args()
 
     import torch, platform
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f"load average before: {load:.2f} (timings are only meaningful on an otherwise idle machine)")
     print(f"near-duplicate search: {args.n:,} x {args.dim} float32 embeddings, {args.pairs} planted pairs, "
           f"threshold {args.threshold}, {args.cores} core(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
     ours = run(_ours, args)
     ok_time, ok_mem, ok_found = ours['seconds'] < 30, ours['peak_mb'] < 2048, ours['found'] == ours['planted']
-    print(f"ours   N={args.n:,}: {ours['seconds']:.1f} s, found {ours['found']}/{ours['planted']} planted pairs "
+    print(f"ours   N={args.n:,}: {ours['seconds']:.1f} s wall ({ours['cpu']:.1f} CPU-s over {args.cores} core(s)), found {ours['found']}/{ours['planted']} planted pairs "
           f"({ours['extra']} other pairs >= threshold), peak RSS {ours['peak_mb']:.0f} MB "
           f"(of which {ours['before_mb']:.0f} MB before the search: Python, torch, the embeddings)")
     sub = argparse.Namespace(**{**vars(args), 'n': args.subset, 'pairs': min(args.pairs, args.subset//4)})

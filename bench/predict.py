@@ -1,6 +1,6 @@
 """Prediction speed: fastai's `learn.predict` / `get_preds` vs imgclf's `Classifier.predict` / `predict_batch`.
 
-    python bench/predict.py [--arch resnet18] [--size 224] [--n 30] [--batch-n 150] [--bs 64]
+    python bench/predict.py [--arch resnet18] [--size 224] [--n 30] [--batch-n 150] [--bs 64] [--threads N]
 
 One model, one run: a learner from `imgclf.learner.build_learner` on ../shared/data/hymenoptera (or the
 embedded digits), exported with `export_model` and loaded back with `load_model`. Both sides run on the
@@ -18,7 +18,9 @@ def main():
     p.add_argument('--n', type=int, default=30, help='images for the per-image latency')
     p.add_argument('--batch-n', type=int, default=150, help='images for the batch throughput')
     p.add_argument('--bs', type=int, default=64); p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice); 1 is steadier on a busy machine')
     a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     warnings.simplefilter('ignore')
     from fastai.vision.all import get_image_files
     from imgclf.core import shared_data, set_seed

@@ -1,6 +1,6 @@
 """Serving speed and robustness: `imgclf serve` under concurrent load, against raw `predict_batch`.
 
-    python bench/serve.py [--arch resnet18] [--size 224] [--concurrency 8] [--duration 20] [--flood 15]
+    python bench/serve.py [--arch resnet18] [--size 224] [--concurrency 8] [--duration 20] [--flood 15] [--threads N]
 
 1. Exports a model (an untrained `build_learner` network on ../shared/data/hymenoptera or the embedded
    digits) and measures raw `Classifier.predict_batch` throughput on the same JPEG bytes the clients send.
@@ -125,9 +125,10 @@ def flood(port, jpeg_file, seconds, max_bytes, slow_seconds):
     return dict(statuses=statuses, health=health, slow=slow)
 
 # ---- the driver
-def start_server(model_dir, **kwargs):
+def start_server(model_dir, threads=None, **kwargs):
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-    code = f"from imgclf.serve import serve; serve({str(model_dir)!r}, port={port}, log_level='error', **{kwargs!r})"
+    code = (f"import torch; torch.set_num_threads({threads}); " if threads else '') + \
+           f"from imgclf.serve import serve; serve({str(model_dir)!r}, port={port}, log_level='error', **{kwargs!r})"
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(240):
         if proc.poll() is not None: sys.exit(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
@@ -149,6 +150,7 @@ def main():
     p.add_argument('--concurrency', type=int, default=8); p.add_argument('--duration', type=float, default=20.)
     p.add_argument('--max-requests', type=int, default=5000); p.add_argument('--flood', type=float, default=15.)
     p.add_argument('--max-batch', type=int, default=32); p.add_argument('--client', help=argparse.SUPPRESS)
+    p.add_argument('--threads', type=int, help='torch CPU threads in the server and the raw run (default: torch\'s choice)')
     a = p.parse_args()
     if a.client:
         kind, *args = json.loads(a.client)
@@ -156,6 +158,7 @@ def main():
 
     import warnings; warnings.simplefilter('ignore')
     import torch
+    if a.threads: torch.set_num_threads(a.threads)
     from fastai.vision.all import get_image_files
     from imgclf.core import shared_data, set_seed
     from imgclf.datasets import sample_digits
@@ -182,7 +185,7 @@ def main():
     del clf
     print(f"raw predict_batch (same bytes, in-process, best of 2 x 256 images): " + ', '.join(f'bs {b}: {v:.1f} img/s' for b, v in raws.items()))
 
-    proc, port = start_server(model_dir, max_batch=a.max_batch, timeout=10.)
+    proc, port = start_server(model_dir, a.threads, max_batch=a.max_batch, timeout=10.)
     try:
         client_process('load', port, files[:8], 2, 3., 50)  # warm-up
         r = client_process('load', port, files, a.concurrency, a.duration, a.max_requests)

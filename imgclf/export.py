@@ -6,7 +6,7 @@
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'WEIGHTS', 'CONFIG', 'preprocessing', 'export_model', 'load_config', 'load_model',
            'Classifier', 'Prediction', 'export_fastai', 'load_fastai']
 
-# %% ../nbs/07_export.ipynb #c91f2a6e
+# %% ../nbs/07_export.ipynb #abbcd231
 import os, io, json, warnings, contextlib, itertools, collections, dataclasses, importlib.util, concurrent.futures
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
@@ -23,7 +23,7 @@ from .core import ImgclfError, ExportError, DataError, ConfigError, atomic_path,
 from .data import load_image, ImageLoader, SquareCrop, BatchResize, MAX_PIXELS
 from .learner import create_model
 
-# %% ../nbs/07_export.ipynb #d6f330e6
+# %% ../nbs/07_export.ipynb #9d436a43
 FORMAT, FORMAT_VERSION = 'imgclf-model', 1 # bump FORMAT_VERSION when imgclf.json changes incompatibly
 WEIGHTS, CONFIG = 'weights.safetensors', 'imgclf.json'
 
@@ -31,7 +31,7 @@ def _sz(s): return s if isinstance(s, int) else s[0] if s[0] == s[1] else list(s
 def _pair(s): return (s, s) if isinstance(s, int) else tuple(s)
 def _name(t): return getattr(t, '_name', None) or type(t).__name__
 
-# %% ../nbs/07_export.ipynb #8d987c14
+# %% ../nbs/07_export.ipynb #6fe72055
 def _loader_facts(dls):
     "How `dls` opens and presizes an image: imgclf.data's loader (facts in `dls.imgclf`) or fastai's `PILImage.create`"
     d = getattr(dls, 'imgclf', None)
@@ -43,7 +43,7 @@ def _loader_facts(dls):
     raise ExportError(f"the DataLoaders open images with {tfms}, which imgclf cannot reproduce at inference",
                       "build them with imgclf.data or fastai's ImageDataLoaders")
 
-# %% ../nbs/07_export.ipynb #4b971a64
+# %% ../nbs/07_export.ipynb #9bdd4251
 def _item_facts(dls, res):
     "The item transforms of validation: imgclf's square crop, or fastai's `Resize`"
     for t in dls.valid.after_item.fs:
@@ -55,7 +55,7 @@ def _item_facts(dls, res):
     if 'resize' not in res: raise ExportError("the DataLoaders do not resize images, so the model's input size is unknown",
                                               "build them with imgclf.data, or pass item_tfms=Resize(...)")
 
-# %% ../nbs/07_export.ipynb #562e505e
+# %% ../nbs/07_export.ipynb #c6c262a0
 def _batch_facts(dls, res):
     "The batch transforms of validation: the resize to the final size and `Normalize`"
     d = getattr(dls, 'imgclf', None) or {}
@@ -72,7 +72,7 @@ def _batch_facts(dls, res):
         else: raise ExportError(f"the batch transform {_name(t)} also runs on validation and imgclf cannot reproduce it at inference",
                                 "use imgclf.data, or batch_tfms made of aug_transforms(...) and Normalize")
 
-# %% ../nbs/07_export.ipynb #0ce82a0e
+# %% ../nbs/07_export.ipynb #d085bb3d
 def preprocessing(dls, # the `DataLoaders` the model was trained on
                  )->dict:
     "How validation turns an image into the model's input, as a JSON-ready dict"
@@ -80,7 +80,7 @@ def preprocessing(dls, # the `DataLoaders` the model was trained on
     _item_facts(dls, res); _batch_facts(dls, res)
     return res
 
-# %% ../nbs/07_export.ipynb #bec6547a
+# %% ../nbs/07_export.ipynb #918bc6f0
 def _plain(o):
     "`o` as JSON-ready Python: tensors and arrays become lists, numpy scalars numbers, named tuples and dataclasses dicts"
     if isinstance(o, torch.Tensor): o = o.detach().cpu().numpy()
@@ -100,7 +100,7 @@ def _metrics(learn):
     if not vals or not names: return {}
     return {n: _plain(v) for n, v in zip(names[1:-1], vals[-1]) if v is not None}
 
-# %% ../nbs/07_export.ipynb #d4e27b06
+# %% ../nbs/07_export.ipynb #1335fc72
 def _config(learn, path, name, metrics, lr_find):
     "The content of `imgclf.json`, without the weights' checksum"
     info, dls = dict(learn.imgclf), learn.dls
@@ -115,7 +115,7 @@ def _config(learn, path, name, metrics, lr_find):
                        n_out=n_out, head=info.get('head') or {}, vocab=vocab, preprocessing=preprocessing(dls),
                        versions=man.pop('versions'), manifest=man))
 
-# %% ../nbs/07_export.ipynb #bf9260d6
+# %% ../nbs/07_export.ipynb #49049ecf
 def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.build_learner`
                  path:str|Path, # the model directory to write
                  name:str|None=None, # the model's name, shown by the server's `/health` (default: the folder name)
@@ -136,14 +136,14 @@ def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.
     save_json(cfg, path/CONFIG)
     return path
 
-# %% ../nbs/07_export.ipynb #620c8381
+# %% ../nbs/07_export.ipynb #7b206920
 def _bad(path, problem, fix="re-export the model with imgclf.export.export_model"): return ExportError(f"{path}: {problem}", fix)
 
 def _major(v):
     try: return int(str(v).split('.')[0])
     except ValueError: return None
 
-# %% ../nbs/07_export.ipynb #b24917e4
+# %% ../nbs/07_export.ipynb #1c631fee
 def load_config(path:str|Path, # a model directory written by `export_model`
                )->dict:
     "Read and check `path/imgclf.json`: format, versions and the keys `load_model` needs"
@@ -163,7 +163,7 @@ def load_config(path:str|Path, # a model directory written by `export_model`
     if len(cfg['vocab']) != cfg['n_out']: raise _bad(path, f"{CONFIG} lists {len(cfg['vocab'])} classes for {cfg['n_out']} outputs")
     return cfg
 
-# %% ../nbs/07_export.ipynb #19f8cbd8
+# %% ../nbs/07_export.ipynb #c20152f9
 def _read_weights(path, cfg):
     f = path/cfg['weights'].get('file', WEIGHTS)
     if not f.exists(): raise _bad(path, f"{f.name} is missing")
@@ -184,7 +184,7 @@ def _check_tensors(path, model, sd):
     if missing or extra or shapes:
         raise _bad(path, f"the weights do not fit a {model.__class__.__name__} of this arch: missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {shapes[:3]}")
 
-# %% ../nbs/07_export.ipynb #d848e72d
+# %% ../nbs/07_export.ipynb #3551c8a8
 def load_model(path:str|Path, # a model directory written by `export_model`
                device:str|None=None, # where to run the model (default: `default_device()`)
                **kwargs, # passed to `Classifier` (e.g. `max_pixels`)
@@ -197,7 +197,7 @@ def load_model(path:str|Path, # a model directory written by `export_model`
     model.load_state_dict(sd)
     return Classifier(model, cfg['vocab'], cfg['preprocessing'], device=device, config=cfg, **kwargs)
 
-# %% ../nbs/07_export.ipynb #cafbe89f
+# %% ../nbs/07_export.ipynb #133a7839
 def _from_array(a):
     if a.dtype != np.uint8: raise DataError(f"the image array has dtype {a.dtype}", "pass uint8 pixels in 0..255, e.g. (a*255).astype(np.uint8)")
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
@@ -216,7 +216,7 @@ def _source(img):
         return p.read_bytes(), str(p)
     raise ConfigError(f"cannot read an image from a {type(img).__name__}", "pass a file path, image bytes, a PIL image or a uint8 numpy array")
 
-# %% ../nbs/07_export.ipynb #7222a93b
+# %% ../nbs/07_export.ipynb #0543bd87
 def _check_pixels(im, max_pixels, name):
     w, h = im.size
     if max_pixels and w*h > max_pixels:
@@ -240,7 +240,7 @@ def _reading(name):
     except Exception as e: raise DataError(f"{name} could not be decoded: it is truncated or corrupt ({type(e).__name__}: {e})",
                                            "re-save or remove the file; imgclf.datasets.verify_images finds such files") from None
 
-# %% ../nbs/07_export.ipynb #ebe601bd
+# %% ../nbs/07_export.ipynb #a55d46e2
 def _batch_resize(x, size, kind='imgclf', mode='bilinear', pad_mode='reflection', align_corners=True, on_uint8=False):
     "Resize a batch to `size` as the validation batch transforms do"
     if kind == 'imgclf': return BatchResize(size[0])(TensorImage(x)).as_subclass(torch.Tensor)
@@ -251,7 +251,7 @@ def _batch_resize(x, size, kind='imgclf', mode='bilinear', pad_mode='reflection'
         x = F.interpolate(x, scale_factor=1/d, mode='area', recompute_scale_factor=True)
     return F.grid_sample(x, coords, mode=mode, padding_mode=pad_mode, align_corners=align_corners)
 
-# %% ../nbs/07_export.ipynb #4e23085d
+# %% ../nbs/07_export.ipynb #03981d88
 class Classifier:
     "A trained network with its class names and preprocessing: predict on paths, bytes, PIL images or arrays"
     def __init__(self, model:nn.Module, # `nn.Sequential(body, head)` with trained weights
@@ -271,7 +271,7 @@ class Classifier:
 
     def __repr__(self): return f"Classifier({self.name!r}, arch={self.config.get('arch')!r}, vocab={self.vocab}, size={self.prep['size']}, device={self.device})"
 
-# %% ../nbs/07_export.ipynb #6a7bf708
+# %% ../nbs/07_export.ipynb #e52c91c7
 @patch
 def to_tensor(self:Classifier, img):
     "`img` decoded, RGB and presized: the uint8 tensor (3, H, W) the item transforms of validation make"
@@ -284,7 +284,7 @@ def to_tensor(self:Classifier, img):
         im = _fastai_open(src, self.max_pixels, name) if self.prep['decode'] == 'fastai' else load_image(src, max_pixels=self.max_pixels or 2**62)
         return torch.from_numpy(np.array(self._resize(im, split_idx=1))).permute(2, 0, 1)
 
-# %% ../nbs/07_export.ipynb #a532f5e5
+# %% ../nbs/07_export.ipynb #50874733
 @patch
 @torch.inference_mode()
 def prepare(self:Classifier, xb:torch.Tensor): # a uint8 batch (N, 3, H, W) of `to_tensor` outputs
@@ -301,7 +301,7 @@ def batch_probs(self:Classifier, xb:torch.Tensor): # a uint8 batch (N, 3, H, W) 
     x = (self.prepare(xb) - self.mean)/self.std
     return F.softmax(self.model(x).float(), dim=-1).cpu()
 
-# %% ../nbs/07_export.ipynb #c9f9b767
+# %% ../nbs/07_export.ipynb #0f33e0c2
 @dataclasses.dataclass
 class Prediction:
     "One image's prediction"
@@ -318,7 +318,7 @@ def _prediction(self:Classifier, probs, k):
     top = [(self.vocab[j], q) for q, j in zip(p.tolist(), i.tolist())]
     return Prediction(top[0][0], int(i[0]), top[0][1], probs, top)
 
-# %% ../nbs/07_export.ipynb #707d0e2d
+# %% ../nbs/07_export.ipynb #facb40fd
 @patch
 def predict(self:Classifier, img, # a path, image bytes, a PIL image or a uint8 array (H, W[, 3|4])
             k:int=3, # how many of the most likely classes to list
@@ -326,7 +326,7 @@ def predict(self:Classifier, img, # a path, image bytes, a PIL image or a uint8 
     "Predict the class of one image"
     return self._prediction(self.batch_probs(self.to_tensor(img)[None])[0], k)
 
-# %% ../nbs/07_export.ipynb #a3d7a7f8
+# %% ../nbs/07_export.ipynb #47dea536
 @patch
 def _check_same(self:Classifier, learn, items, atol=1e-5):
     "The largest difference between `learn.predict` and `predict` over `items` (raises if over `atol`)"
@@ -334,7 +334,7 @@ def _check_same(self:Classifier, learn, items, atol=1e-5):
     if max(diffs) > atol: raise AssertionError(f"predictions differ from learn.predict by up to {max(diffs):.2g} (over {atol})")
     return max(diffs)
 
-# %% ../nbs/07_export.ipynb #1100bd5b
+# %% ../nbs/07_export.ipynb #dde36de9
 @patch
 def _tensors(self:Classifier, items, num_workers, ahead):
     "`to_tensor` of each item, in order, decoded by `num_workers` threads at most `ahead` images in advance"
@@ -347,7 +347,7 @@ def _tensors(self:Classifier, items, num_workers, ahead):
             futs.extend(ex.submit(self.to_tensor, o) for o in itertools.islice(it, 1))
             yield x
 
-# %% ../nbs/07_export.ipynb #6bb02dc7
+# %% ../nbs/07_export.ipynb #c19256b1
 @patch
 def get_probs(self:Classifier, items, # paths, image bytes, PIL images or uint8 arrays
               bs:int=64, # batch size
@@ -371,7 +371,7 @@ def predict_batch(self:Classifier, items, # paths, image bytes, PIL images or ui
     "One `Prediction` per item, computed in batches"
     return [self._prediction(p, k) for p in self.get_probs(items, bs, num_workers)]
 
-# %% ../nbs/07_export.ipynb #7857f98e
+# %% ../nbs/07_export.ipynb #9b93ee6a
 def export_fastai(learn, # a fastai `Learner`
                   fname:str|Path, # the `.pkl` file to write
                  )->Path:
@@ -395,7 +395,7 @@ def load_fastai(fname:str|Path, # a `.pkl` file written by `learn.export` or `ex
                                     "load it only if you made it yourself, with load_fastai(fname, trust=True); prefer export_model/load_model")
     return load_learner(fname, cpu=cpu)
 
-# %% ../nbs/07_export.ipynb #fe884fde
+# %% ../nbs/07_export.ipynb #a2507e36
 class _OnnxModel(nn.Module):
     "Normalise, run the network, softmax: what `Classifier.batch_probs` does after `prepare`"
     def __init__(self, clf):
@@ -404,7 +404,7 @@ class _OnnxModel(nn.Module):
         self.register_buffer('mean', clf.mean.cpu()); self.register_buffer('std', clf.std.cpu())
     def forward(self, x): return F.softmax(self.model((x - self.mean)/self.std), dim=-1)
 
-# %% ../nbs/07_export.ipynb #113cb183
+# %% ../nbs/07_export.ipynb #ac573322
 @patch
 def export_onnx(self:Classifier, fname:str|Path, # the `.onnx` file to write
                 opset:int|None=None, # the ONNX opset (default: torch's choice)

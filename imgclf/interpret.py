@@ -6,7 +6,7 @@
 __all__ = ['TrainingHistory', 'track_history', 'plot_loss', 'plot_metrics', 'Interpreter', 'from_learner', 'gradcam_batch',
            'gradcam', 'plot_gradcam']
 
-# %% ../nbs/05_interpret.ipynb #2798c44b
+# %% ../nbs/05_interpret.ipynb #4048d755
 import math, itertools
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from fastai.torch_core import to_device
 from .core import ConfigError, DataError
 
-# %% ../nbs/05_interpret.ipynb #86d6b6c3
+# %% ../nbs/05_interpret.ipynb #edb89261
 def _frozen(learn):
     opt = getattr(learn, 'opt', None)
     return bool(opt is not None and getattr(opt, 'frozen_idx', 0) > 0)
@@ -37,7 +37,7 @@ class TrainingHistory(Callback):
         self._fit['losses'].append(float(self.learn.smooth_loss))
         if self._fit['size'] is None: self._fit['size'] = tuple(self.learn.xb[0].shape[-2:])
 
-# %% ../nbs/05_interpret.ipynb #977f16ef
+# %% ../nbs/05_interpret.ipynb #25a8e65b
 @patch
 def after_epoch(self:TrainingHistory):
     if self._fit is None or not self.recorder.values: return
@@ -55,7 +55,7 @@ def track_history(learn:Learner, # the learner to follow
     if not any(isinstance(c, TrainingHistory) for c in learn.cbs): learn.add_cb(TrainingHistory())
     return learn
 
-# %% ../nbs/05_interpret.ipynb #708666ea
+# %% ../nbs/05_interpret.ipynb #b08ce2e2
 def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits: raise ConfigError("no training history on this learner", "call track_history(learn) before fitting (imgclf's learners have it)")
@@ -71,12 +71,12 @@ def _fit_marks(ax, fits, labels=True):
         start += len(f['values'])
     ax.set_xlim(0, start + 0.1)
 
-# %% ../nbs/05_interpret.ipynb #94bf118f
+# %% ../nbs/05_interpret.ipynb #48500a13
 def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
               skip_start:int=5, # batches of the first fit not shown (the loss starts high)
               with_valid:bool=True, # also plot the validation loss
               log:bool=False, # log scale for the loss
-              figsize:tuple=(6, 3.5),
+              figsize:tuple=(6, 3.5), # figure size in inches
              )->plt.Figure:
     "Training loss per batch and validation loss per epoch, over every fit, on one epoch axis"
     fits = _history(learn)
@@ -93,7 +93,7 @@ def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
     ax.set(xlabel='epoch', ylabel='loss', yscale='log' if log else 'linear'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #eae2d7e3
+# %% ../nbs/05_interpret.ipynb #4a818f6a
 def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
                  ncols:int=3, # panels per row
                  figsize:tuple|None=None, # default: 2.8 x 2.2 inches per panel
@@ -112,7 +112,7 @@ def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
         ax.plot(xs, ys, 'o-'); ax.set(title=name, xlabel='epoch'); _fit_marks(ax, fits, labels=ax is axs.flat[0])
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #281333c5
+# %% ../nbs/05_interpret.ipynb #15f7484d
 class Interpreter:
     "Predictions of one pass over a loader, cached: every table and plot reads them, none re-runs the model"
     def __init__(self,
@@ -141,7 +141,7 @@ class Interpreter:
     @property
     def accuracy(self)->float: "Fraction of correct predictions"; return (self.preds == self.targets).float().mean().item()
 
-# %% ../nbs/05_interpret.ipynb #d31ab5fa
+# %% ../nbs/05_interpret.ipynb #a717dc90
 def _plain(t): return torch.as_tensor(t).detach().cpu().as_subclass(torch.Tensor)
 def _nll(probs, targets): return -probs.gather(1, targets[:, None])[:, 0].clamp_min(1e-12).log()
 
@@ -154,7 +154,7 @@ def _check_preds(probs, targets, vocab):
     if len(targets) and (targets.min() < 0 or targets.max() >= len(vocab)):
         raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes", "pass class indices 0..C-1")
 
-# %% ../nbs/05_interpret.ipynb #b889e8a6
+# %% ../nbs/05_interpret.ipynb #b414c70e
 _SPLITS = {0: 'train', 1: 'valid', 2: 'test'}
 
 def _item_paths(dl):
@@ -174,7 +174,7 @@ def _split_name(learn, dl, ds_idx):
         if o is dl: return _SPLITS.get(i, f'dls[{i}]')
     return 'custom'
 
-# %% ../nbs/05_interpret.ipynb #8737a63f
+# %% ../nbs/05_interpret.ipynb #9175762e
 @classmethod
 def from_learner(cls:Interpreter,
                  learn:Learner, # a trained single-label classifier
@@ -202,7 +202,7 @@ def _vocab(dl, learn):
 
 Interpreter.from_learner = from_learner
 
-# %% ../nbs/05_interpret.ipynb #06a55eb0
+# %% ../nbs/05_interpret.ipynb #28b3d1ed
 def _tta_probs(learn, dl, n):
     "Mean probabilities of `n` passes over `dl` with the training loader's augmentations"
     train = learn.dls.train
@@ -220,7 +220,7 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
 
 Interpreter._from_tta = _from_tta
 
-# %% ../nbs/05_interpret.ipynb #9fffda86
+# %% ../nbs/05_interpret.ipynb #ed91cccd
 @patch
 def image(self:Interpreter, i:int, # index of the item
          )->Image.Image:
@@ -238,7 +238,7 @@ def inputs(self:Interpreter, idxs:list, # indices of the items
     if getattr(dl, 'device', None) is not None: b = to_device(b, dl.device)
     return dl.after_batch(b)[0]
 
-# %% ../nbs/05_interpret.ipynb #ff5ada3b
+# %% ../nbs/05_interpret.ipynb #b7d50d22
 @patch
 def confusion_matrix(self:Interpreter)->np.ndarray:
     "(C, C) counts: row = actual class, column = predicted class"
@@ -255,7 +255,7 @@ def most_confused(self:Interpreter, min_val:int=1, # smallest count to list
     res = [(self.vocab[i], self.vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=lambda o: -o[2])
 
-# %% ../nbs/05_interpret.ipynb #154f0a70
+# %% ../nbs/05_interpret.ipynb #1a43fb9e
 def _confused_classes(cm, k):
     off = cm.copy(); np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
@@ -268,7 +268,7 @@ def _cm_layout(n, figsize, width=4):
     cell_fs = min(12, cell_pt / (0.65 * width)) # a digit is about 0.6 of the font size wide
     return dict(figsize=figsize, fs=max(5, min(10, 11 - n//12)), cell_fs=cell_fs if cell_fs >= 5 else None)
 
-# %% ../nbs/05_interpret.ipynb #00cd5d3a
+# %% ../nbs/05_interpret.ipynb #f281f67a
 @patch
 def plot_confusion_matrix(self:Interpreter,
                           normalize:bool=False, # divide each row by its total (the diagonal is then recall)
@@ -277,7 +277,7 @@ def plot_confusion_matrix(self:Interpreter,
                           figsize:tuple|None=None, # default: grows with the number of classes shown
                           cmap:str='Blues', # matplotlib colour map
                           norm_dec:int=2, # decimals of normalised values
-                          title:str='Confusion matrix',
+                          title:str='Confusion matrix', # the figure's title
                          )->plt.Figure:
     "Plot the confusion matrix, readable from 2 to hundreds of classes"
     cm = self.confusion_matrix()
@@ -295,7 +295,7 @@ def plot_confusion_matrix(self:Interpreter,
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #485cae6a
+# %% ../nbs/05_interpret.ipynb #d3f847d0
 def _cm_labels(ax, names, fs):
     cell_pt = 72 * ax.figure.get_size_inches().min() * 0.75 / len(names)
     ticks = np.arange(0, len(names), math.ceil(fs * 1.2 / cell_pt)) # every k-th name when they would overlap
@@ -309,7 +309,7 @@ def _cm_text(ax, cm, normalize, norm_dec, fs):
         ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center', va='center',
                 fontsize=fs, color='white' if cm[i, j] > thresh else 'black')
 
-# %% ../nbs/05_interpret.ipynb #ebd25a27
+# %% ../nbs/05_interpret.ipynb #7053523b
 def _report(cm, vocab):
     tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
     prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -322,7 +322,7 @@ def _report(cm, vocab):
     df.loc['weighted avg'] = [(prec*w).sum(), (rec*w).sum(), (f1*w).sum(), support.sum()]
     return df.astype({'support': int})
 
-# %% ../nbs/05_interpret.ipynb #ec288dc9
+# %% ../nbs/05_interpret.ipynb #bc5908d0
 @patch
 def classification_report(self:Interpreter)->pd.DataFrame:
     "Precision, recall, F1 and support per class, plus accuracy and the macro and weighted averages"
@@ -334,7 +334,7 @@ def print_classification_report(self:Interpreter, digits:int=2, # decimals shown
     "Print the classification report as text"
     print(self.classification_report().to_string(float_format=f'{{:.{digits}f}}'.format, na_rep=''))
 
-# %% ../nbs/05_interpret.ipynb #7b758a8d
+# %% ../nbs/05_interpret.ipynb #db5521a6
 @patch
 def top_losses(self:Interpreter, k:int|None=None, # how many (default: all)
                largest:bool=True, # largest losses first; False: smallest first
@@ -348,7 +348,7 @@ def _denorm(dl, x):
     if norm is not None: x = x*norm.std.to(x.device) + norm.mean.to(x.device)
     return x.float().clamp(0, 1).permute(0, 2, 3, 1).detach().cpu().numpy()
 
-# %% ../nbs/05_interpret.ipynb #c2dfe3b2
+# %% ../nbs/05_interpret.ipynb #63d1ea4e
 @patch
 def plot_top_losses(self:Interpreter,
                     k:int=9, # number of images
@@ -372,7 +372,7 @@ def plot_top_losses(self:Interpreter,
     fig.suptitle('actual/predicted   loss / probability', fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #52b522e1
+# %% ../nbs/05_interpret.ipynb #17289522
 @patch
 def _display_images(self:Interpreter, idxs, gradcam=False):
     if self.dl is None:
@@ -382,14 +382,14 @@ def _display_images(self:Interpreter, idxs, gradcam=False):
     cams = gradcam_batch(self.learn.model, x, self.preds[idxs]).cpu().numpy() if gradcam else None
     return _denorm(self.dl, x), cams
 
-# %% ../nbs/05_interpret.ipynb #3c7ea354
+# %% ../nbs/05_interpret.ipynb #84df97cb
 def _default_layer(model):
     if isinstance(model, nn.Sequential) and len(model) == 2: return model[0]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs: raise ConfigError("the model has no Conv2d layer for Grad-CAM", "pass layer=, a module whose output is a feature map (N, C, h, w)")
     return convs[-1]
 
-# %% ../nbs/05_interpret.ipynb #37e8b78f
+# %% ../nbs/05_interpret.ipynb #fc7217be
 def gradcam_batch(model:nn.Module, # the classifier
                   x:torch.Tensor, # (N, 3, H, W) model-ready inputs
                   targets:torch.Tensor|None=None, # (N,) class per image (default: the predicted class)
@@ -411,7 +411,7 @@ def gradcam_batch(model:nn.Module, # the classifier
     cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return (cam / cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]).detach()
 
-# %% ../nbs/05_interpret.ipynb #3564218e
+# %% ../nbs/05_interpret.ipynb #c32eb1ce
 def _norm_stats(dls):
     st = (getattr(dls, 'imgclf', None) or {})
     if st.get('mean') and st.get('std'): return torch.tensor(st['mean']), torch.tensor(st['std'])
@@ -426,7 +426,7 @@ def _train_size(dls):
             sz = getattr(f, 'size', None)
             if sz is not None: return int(min(sz) if isinstance(sz, (tuple, list)) else sz)
 
-# %% ../nbs/05_interpret.ipynb #b43161fb
+# %% ../nbs/05_interpret.ipynb #13fe117e
 def _as_pil(img):
     if isinstance(img, (str, Path)):
         try: return Image.open(img).convert('RGB')
@@ -446,7 +446,7 @@ def _prepare(learn, img):
     if st is not None: x = (x - st[0][:, None, None]) / st[1][:, None, None]
     return x, np.asarray(im, dtype=np.float32)/255.
 
-# %% ../nbs/05_interpret.ipynb #f5c42877
+# %% ../nbs/05_interpret.ipynb #b428c62f
 def _gradcam(learn, img, target, layer):
     if isinstance(img, torch.Tensor):
         x = img[None] if img.ndim == 3 else img
@@ -461,7 +461,7 @@ def _gradcam(learn, img, target, layer):
     cam = F.interpolate(cam, size=shown.shape[:2], mode='bilinear', align_corners=False)[0, 0]
     return cam.cpu().numpy(), shown
 
-# %% ../nbs/05_interpret.ipynb #5d6b6722
+# %% ../nbs/05_interpret.ipynb #8ae22373
 def gradcam(learn:Learner, # a trained classifier
             img, # a file path, PIL image, (H, W[, 3]) array, or a model-ready (3, H, W) tensor
             target:int|str|None=None, # class index or name to explain (default: the predicted class)
@@ -475,7 +475,7 @@ def plot_gradcam(learn:Learner, # a trained classifier
                  target:int|str|None=None, # class to explain (default: the predicted class)
                  layer:nn.Module|None=None, # the layer whose feature map is used
                  alpha:float=0.5, # opacity of the heatmap
-                 figsize:tuple=(3, 3),
+                 figsize:tuple=(3, 3), # figure size in inches
                 )->plt.Figure:
     "The image with its Grad-CAM heatmap overlaid"
     cam, shown = _gradcam(learn, img, target, layer)
@@ -484,7 +484,7 @@ def plot_gradcam(learn:Learner, # a trained classifier
     if target is not None: ax.set_title(str(target), fontsize=9)
     return fig
 
-# %% ../nbs/05_interpret.ipynb #d10d519c
+# %% ../nbs/05_interpret.ipynb #ec092b31
 @patch
 def _pos(self:Interpreter, pos):
     names = [str(v) for v in self.vocab]
@@ -504,7 +504,7 @@ def _scores(self:Interpreter, pos):
     if y.all() or not y.any(): raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items", "ROC needs both classes in the split")
     return y, s
 
-# %% ../nbs/05_interpret.ipynb #bcc2a226
+# %% ../nbs/05_interpret.ipynb #a14e483d
 def _binary_curve(y, s):
     "Counts of true and false positives at each distinct threshold, highest threshold first"
     o = np.argsort(-s, kind='mergesort'); y, s = y[o], s[o]
@@ -526,20 +526,22 @@ def pr_curve(self:Interpreter, pos:int|str|None=None, # the positive class
     tps, fps, thr = _binary_curve(*self._scores(pos))
     return tps/(tps + fps), tps/tps[-1], thr
 
-# %% ../nbs/05_interpret.ipynb #3ff04041
+# %% ../nbs/05_interpret.ipynb #d54d28e7
 @patch
-def roc_auc(self:Interpreter, pos:int|str|None=None)->float:
+def roc_auc(self:Interpreter, pos:int|str|None=None, # the positive class (default: `vocab[1]` for two classes)
+           )->float:
     "Area under the ROC curve"
     fpr, tpr, _ = self.roc_curve(pos)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 @patch
-def average_precision(self:Interpreter, pos:int|str|None=None)->float:
+def average_precision(self:Interpreter, pos:int|str|None=None, # the positive class
+                     )->float:
     "Area under the precision-recall curve (average precision, as scikit-learn computes it)"
     prec, rec, _ = self.pr_curve(pos)
     return float(np.sum(np.diff(np.r_[0, rec]) * prec))
 
-# %% ../nbs/05_interpret.ipynb #70619202
+# %% ../nbs/05_interpret.ipynb #3c38bca0
 @patch
 def operating_point(self:Interpreter, threshold:float=0.5, # call positive when the positive probability >= threshold
                     pos:int|str|None=None, # the positive class
@@ -562,11 +564,11 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
     tps, _, thr = _binary_curve(*self._scores(pos))
     return float(thr[np.argmax(tps/tps[-1] >= sensitivity - 1e-12)])
 
-# %% ../nbs/05_interpret.ipynb #5242e72b
+# %% ../nbs/05_interpret.ipynb #ab200527
 @patch
 def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
                 threshold:float=0.5, # the operating point to mark
-                figsize:tuple=(8, 3.6),
+                figsize:tuple=(8, 3.6), # figure size in inches
                )->plt.Figure:
     "ROC and precision-recall curves with their areas, the operating point at `threshold` marked"
     (fpr, tpr, _), (prec, rec, _) = self.roc_curve(pos), self.pr_curve(pos)
@@ -581,7 +583,7 @@ def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
     for a in (a1, a2): a.legend(loc='lower left' if a is a2 else 'lower right', fontsize=8)
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #39d5cfce
+# %% ../nbs/05_interpret.ipynb #419e9dc8
 @patch
 def tta_report(self:Interpreter)->pd.DataFrame:
     "Accuracy, error rate and mean loss without and with test-time augmentation"
@@ -592,8 +594,10 @@ def tta_report(self:Interpreter)->pd.DataFrame:
         rows[name] = dict(accuracy=acc, error_rate=1-acc, loss=_nll(p, self.targets).mean().item())
     return pd.DataFrame(rows).T
 
-# %% ../nbs/05_interpret.ipynb #0ed44df8
+# %% ../nbs/05_interpret.ipynb #9c84585f
 @patch
-def plot_loss(self:Interpreter, **kwargs)->plt.Figure: "`plot_loss` of this Interpreter's learner"; return plot_loss(self.learn, **kwargs)
+def plot_loss(self:Interpreter, **kwargs, # passed to `plot_loss`
+             )->plt.Figure: "`plot_loss` of this Interpreter's learner"; return plot_loss(self.learn, **kwargs)
 @patch
-def plot_metrics(self:Interpreter, **kwargs)->plt.Figure: "`plot_metrics` of this Interpreter's learner"; return plot_metrics(self.learn, **kwargs)
+def plot_metrics(self:Interpreter, **kwargs, # passed to `plot_metrics`
+                )->plt.Figure: "`plot_metrics` of this Interpreter's learner"; return plot_metrics(self.learn, **kwargs)
