@@ -7,7 +7,7 @@ __all__ = ['KEEP', 'DELETE', 'PAIR_CHOICES', 'QUARANTINE', 'Ledger', 'replay', '
            'caption', 'ImageCleaner', 'exact_duplicates', 'near_duplicates', 'embeddings', 'duplicate_pairs',
            'dataset_table', 'from_similars', 'label_issues', 'cross_val_probs', 'from_label_issues', 'from_toplosses']
 
-# %% ../nbs/06_cleaner.ipynb #8f4503df
+# %% ../nbs/06_cleaner.ipynb #29bac4ee
 import os, io, json, time, uuid, base64, shutil, html, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -15,14 +15,14 @@ from PIL import Image
 from fastcore.basics import patch
 from .core import DataError, ConfigError, atomic_write, file_hash
 
-# %% ../nbs/06_cleaner.ipynb #b28b9b76
+# %% ../nbs/06_cleaner.ipynb #4e230354
 class Ledger:
     "Append-only JSONL file of review decisions; a record is on disk before `append` returns"
     def __init__(self, path:str|Path): # the `.jsonl` file (created by the first `append`)
         self.path = Path(path)
     def __repr__(self): return f"Ledger({str(self.path)!r}, {len(self.records())} records)"
 
-# %% ../nbs/06_cleaner.ipynb #8791ce1a
+# %% ../nbs/06_cleaner.ipynb #4da2a600
 @patch
 def records(self:Ledger)->list:
     "Every complete record, oldest first; a line cut short by a crash is skipped"
@@ -45,7 +45,7 @@ def append(self:Ledger, op:str, # the kind of record: 'decide', 'undo', 'apply',
         f.write((json.dumps(rec) + '\n').encode('utf-8')); f.flush(); os.fsync(f.fileno())
     return rec
 
-# %% ../nbs/06_cleaner.ipynb #544d1cfa
+# %% ../nbs/06_cleaner.ipynb #d36a08fe
 def replay(records:list, # `Ledger.records()`
           )->dict:
     "Fold ledger records into the current state: decisions per image, pair choices, applies"
@@ -60,7 +60,7 @@ def replay(records:list, # `Ledger.records()`
         for i in a['decisions']: st['applied'][i] = a['id']
     return st
 
-# %% ../nbs/06_cleaner.ipynb #0e93241c
+# %% ../nbs/06_cleaner.ipynb #bffd3986
 KEEP, DELETE = 'keep', 'delete'
 PAIR_CHOICES = ('keep left', 'keep right', 'keep both', 'not a duplicate')
 
@@ -72,7 +72,7 @@ def _table(df, cols, what):
     if miss: raise ConfigError(f"{what} has no column(s) {miss} (columns: {list(df.columns)})", f"pass a DataFrame with columns {cols}")
     return df.reset_index(drop=True).copy()
 
-# %% ../nbs/06_cleaner.ipynb #b136a722
+# %% ../nbs/06_cleaner.ipynb #d38a8e44
 def _default_root(paths, folder_labels):
     "Common parent of the images; for folder labels, of their class folders' parents (the split folders)"
     ps = [Path(p).parent.parent if folder_labels else Path(p).parent for p in paths]
@@ -81,7 +81,7 @@ def _default_root(paths, folder_labels):
 def _folder_labelled(items):
     return bool(len(items)) and all(Path(p).parent.name == str(l) for p, l in zip(items.path, items.label))
 
-# %% ../nbs/06_cleaner.ipynb #fc506289
+# %% ../nbs/06_cleaner.ipynb #dd6f084f
 class Cleaner:
     "Review queue + decision ledger: the state that the widget, the HTML gallery and your code drive"
     def __init__(self, queue:pd.DataFrame, # one row per image (`path`) or per pair (`path`, `path_b`), plus columns to show
@@ -104,7 +104,7 @@ class Cleaner:
         self.view, self.page = np.arange(len(self.queue)), 0
         self._load(); self.resume()
 
-# %% ../nbs/06_cleaner.ipynb #264b965d
+# %% ../nbs/06_cleaner.ipynb #38cf2fcf
 @patch
 def _init_items(self:Cleaner, items, vocab, labelled_by):
     q = self.queue
@@ -126,7 +126,7 @@ def _init_items(self:Cleaner, items, vocab, labelled_by):
     if labelled_by not in (None, 'folder', 'csv'): raise ConfigError(f"labelled_by={labelled_by!r}", "use 'folder', 'csv' or None")
     self.labelled_by = labelled_by or ('folder' if _folder_labelled(self.items) else 'csv')
 
-# %% ../nbs/06_cleaner.ipynb #8d5d655c
+# %% ../nbs/06_cleaner.ipynb #4a6162ee
 @patch
 def key(self:Cleaner, path)->str:
     "The ledger key of `path`: relative to `root` when inside it"
@@ -148,7 +148,7 @@ def hash(self:Cleaner, path)->str|None:
     if k not in self._hashes: self._hashes[k] = file_hash(path)
     return self._hashes[k]
 
-# %% ../nbs/06_cleaner.ipynb #bfdc8dea
+# %% ../nbs/06_cleaner.ipynb #6be6d2e7
 @patch
 def _load(self:Cleaner):
     "Replay the ledger into the decisions, pair choices and applied moves"
@@ -166,7 +166,7 @@ def where(self:Cleaner, path)->Path:
         k = self._moved[k]
     return self.path(k)
 
-# %% ../nbs/06_cleaner.ipynb #314fbfce
+# %% ../nbs/06_cleaner.ipynb #75262bcf
 @patch
 def reviewed(self:Cleaner, i:int)->bool:
     "Has queue row `i` been decided (pairs: has the pair been decided)?"
@@ -182,7 +182,7 @@ def progress(self:Cleaner)->tuple:
 @patch(as_prop=True)
 def n_pages(self:Cleaner)->int: return max(1, -(-len(self.view)//self.bs))
 
-# %% ../nbs/06_cleaner.ipynb #c44cef7b
+# %% ../nbs/06_cleaner.ipynb #18676518
 @patch
 def resume(self:Cleaner)->Cleaner:
     "Go to the first batch of the view that has an unreviewed image (the last batch if all are done)"
@@ -190,7 +190,7 @@ def resume(self:Cleaner)->Cleaner:
     self.page = todo[0]//self.bs if todo else self.n_pages-1
     return self
 
-# %% ../nbs/06_cleaner.ipynb #a84b670b
+# %% ../nbs/06_cleaner.ipynb #de64db44
 @patch
 def _row(self:Cleaner, item):
     if isinstance(item, (int, np.integer)):
@@ -207,7 +207,7 @@ def _entry(self:Cleaner, path, decision):
     act = KEEP if decision == old.iloc[0] else decision if decision in (KEEP, DELETE) else 'relabel'
     return dict(path=self.key(p), hash=self.hash(p), action=act, old=old.iloc[0], label=decision if act == 'relabel' else None)
 
-# %% ../nbs/06_cleaner.ipynb #71b40039
+# %% ../nbs/06_cleaner.ipynb #5c55bcc3
 @patch
 def decide(self:Cleaner, item, # queue position or image path
            decision:str, # 'keep', 'delete' or a class name
@@ -225,7 +225,7 @@ def _decided_applied(self:Cleaner, path):
     d = self._decisions.get(self.key(path))
     return d is not None and d['id'] in self._applied
 
-# %% ../nbs/06_cleaner.ipynb #8c4cc908
+# %% ../nbs/06_cleaner.ipynb #4dc42414
 @patch
 def decide_pair(self:Cleaner, i:int, # queue position of the pair
                 choice:str, # 'keep left', 'keep right', 'keep both' or 'not a duplicate'
@@ -240,7 +240,7 @@ def decide_pair(self:Cleaner, i:int, # queue position of the pair
     rec = self.ledger.append('decide', source=self.source, items=items, pair=[self.key(r.path), self.key(r.path_b)], choice=choice)
     self._load(); return rec
 
-# %% ../nbs/06_cleaner.ipynb #0af4ea93
+# %% ../nbs/06_cleaner.ipynb #8eb0e2a1
 @patch
 def undo(self:Cleaner)->dict|None:
     "Take back the latest live decision; returns the record undone (None if there is none)"
@@ -250,7 +250,7 @@ def undo(self:Cleaner)->dict|None:
     self.ledger.append('undo', target=last['id'])
     self._load(); return last
 
-# %% ../nbs/06_cleaner.ipynb #2f72a0c4
+# %% ../nbs/06_cleaner.ipynb #a7ae61c5
 @patch
 def decision(self:Cleaner, path)->str|None:
     "The current decision about `path`: 'keep', 'delete', a class name, or None if undecided"
@@ -264,7 +264,7 @@ def decisions(self:Cleaner)->pd.DataFrame:
             for k, d in self._decisions.items()]
     return pd.DataFrame(rows, columns=['path', 'label', 'decision', 'applied'])
 
-# %% ../nbs/06_cleaner.ipynb #30e3d0f8
+# %% ../nbs/06_cleaner.ipynb #02ed1aee
 def from_items(items, # image paths
                labels=None, # their labels (default: each image's folder name)
                splits=None, # their splits ('train', 'valid', ...), optional
@@ -277,7 +277,7 @@ def from_items(items, # image paths
     if splits is not None: df['split'] = list(splits)
     return Cleaner(df, df, source=kwargs.pop('source', 'items'), **kwargs)
 
-# %% ../nbs/06_cleaner.ipynb #f8f12e4f
+# %% ../nbs/06_cleaner.ipynb #3097312a
 @patch
 def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: either image); None for all
            split:str|None=None, # show only this split ('train', 'valid', 'test'); None for all
@@ -295,7 +295,7 @@ def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: eit
     self.label_filter, self.split_filter, self.view = label, split, np.flatnonzero(m)
     return self.resume()
 
-# %% ../nbs/06_cleaner.ipynb #bd04afe1
+# %% ../nbs/06_cleaner.ipynb #c81c5c3b
 @patch
 def batch(self:Cleaner)->pd.DataFrame:
     "The queue rows of the current batch, with their decisions (index: queue positions)"
@@ -304,7 +304,7 @@ def batch(self:Cleaner)->pd.DataFrame:
     else: b['decision'] = [self.decision(p) for p in b.path]
     return b
 
-# %% ../nbs/06_cleaner.ipynb #4b84b902
+# %% ../nbs/06_cleaner.ipynb #39cb357e
 @patch
 def keep_batch(self:Cleaner)->dict|None:
     "Record 'keep' for every undecided image of the current batch (one ledger record)"
@@ -325,7 +325,7 @@ def prev(self:Cleaner)->pd.DataFrame:
     "Go to the previous batch"
     self.page = max(self.page-1, 0); return self.batch()
 
-# %% ../nbs/06_cleaner.ipynb #18b49dc1
+# %% ../nbs/06_cleaner.ipynb #cce3e37e
 QUARANTINE = '.imgclf-quarantine'
 
 def free_name(dst:str|Path, # the wanted destination
@@ -337,7 +337,7 @@ def free_name(dst:str|Path, # the wanted destination
     while cand.exists() or str(cand) in taken: i += 1; cand = dst.with_name(f"{dst.stem}_{i}{dst.suffix}")
     taken.add(str(cand)); return cand
 
-# %% ../nbs/06_cleaner.ipynb #a97f9993
+# %% ../nbs/06_cleaner.ipynb #b8b3a5ee
 @patch
 def _move_mode(self:Cleaner, move_files):
     if move_files is None: return self.labelled_by == 'folder'
@@ -351,7 +351,7 @@ def _status(self:Cleaner, key, d, keys):
     h = self.hash(self.path(key))
     return 'ok' if h == d['hash'] else 'skip: file missing' if h is None else 'skip: file changed since the decision'
 
-# %% ../nbs/06_cleaner.ipynb #e781825f
+# %% ../nbs/06_cleaner.ipynb #4cb25bed
 @patch
 def plan(self:Cleaner, move_files:bool|None=None, # move files between folders (default: for folder-labelled data)
          quarantine:str|Path|None=None, # where deleted images go (default: `root/.imgclf-quarantine`)
@@ -373,7 +373,7 @@ def _relto(p, root):
     try: return Path(p).relative_to(root)
     except ValueError: return Path(*Path(p).parts[1:])
 
-# %% ../nbs/06_cleaner.ipynb #76159d71
+# %% ../nbs/06_cleaner.ipynb #58727a61
 @patch
 def cleaned(self:Cleaner)->pd.DataFrame:
     "The dataset after the decisions: path (where the file is now), label[, split]; deleted images left out"
@@ -392,7 +392,7 @@ def _write_csv(df, csv):
     df['path'] = [_relto(p, base).as_posix() if Path(p).is_relative_to(base) else p for p in df.path]
     return atomic_write(csv, df.to_csv(index=False))
 
-# %% ../nbs/06_cleaner.ipynb #0813db66
+# %% ../nbs/06_cleaner.ipynb #0539e994
 @patch
 def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
           move_files:bool|None=None, # move files between folders (default: for folder-labelled data)
@@ -414,7 +414,7 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     print(f"applied: {_summary(plan[plan.done])}; wrote {csv}")
     return plan
 
-# %% ../nbs/06_cleaner.ipynb #65ff2c1e
+# %% ../nbs/06_cleaner.ipynb #858ea8e5
 def _summary(plan):
     c = plan[plan.status == 'ok'].action.value_counts()
     s = ', '.join(f"{n} {a}" for a, n in c.items()) or 'no changes'
@@ -427,7 +427,7 @@ def _do_move(src:Path, dst:Path)->bool:
     try: dst.parent.mkdir(parents=True, exist_ok=True); shutil.move(str(src), str(dst)); return True
     except OSError as e: warnings.warn(f"could not move {src} to {dst}: {e}"); return False
 
-# %% ../nbs/06_cleaner.ipynb #aa2fcccd
+# %% ../nbs/06_cleaner.ipynb #09b3ac5f
 @patch
 def undo_apply(self:Cleaner)->pd.DataFrame:
     "Move the files of the latest apply back and rewrite its `cleaned.csv`; the decisions stay"
@@ -444,7 +444,7 @@ def undo_apply(self:Cleaner)->pd.DataFrame:
     if rec.get('csv'): _write_csv(self.cleaned(), rec['csv'])
     return pd.DataFrame(rows, columns=['path', 'was_at', 'status'])
 
-# %% ../nbs/06_cleaner.ipynb #d3b4d9a3
+# %% ../nbs/06_cleaner.ipynb #78c65135
 def thumbnail(path:str|Path, # an image file
               size:int=128, # length of the long side, in pixels
              )->bytes:
@@ -456,7 +456,7 @@ def thumbnail(path:str|Path, # an image file
     im = im.resize((max(1, round(im.width*s)), max(1, round(im.height*s))), Image.NEAREST if s > 1 else Image.LANCZOS)
     buf = io.BytesIO(); im.save(buf, 'PNG'); return buf.getvalue()
 
-# %% ../nbs/06_cleaner.ipynb #edeb4e12
+# %% ../nbs/06_cleaner.ipynb #f7eaa1ea
 def _num(v): return v is not None and not (isinstance(v, float) and np.isnan(v))
 def _str(v): return v if isinstance(v, str) else None
 
@@ -477,7 +477,7 @@ def _pair_caption(r):
     s = 'exact duplicate' if r.get('kind') == 'exact' else f"cosine {r['sim']:.3f}" if _num(r.get('sim')) else 'pair'
     return s + (" · <b style='color:#c00'>LEAKAGE across splits</b>" if r.get('leakage') else '')
 
-# %% ../nbs/06_cleaner.ipynb #35918fc3
+# %% ../nbs/06_cleaner.ipynb #57789894
 def _img(path, size): return f"<img src='data:image/png;base64,{base64.b64encode(thumbnail(path, size)).decode()}' style='display:block'>"
 
 def _figure(body, cap, width):
@@ -492,7 +492,7 @@ def _html_cell(self:Cleaner, i, r, size):
     imgs = f"<div style='display:flex;gap:4px'>{_figure(_img(r['path'], size), caption(r), size)}{_figure(_img(r['path_b'], size), caption(r, '_b'), size)}</div>"
     return _figure(imgs, f"{_pair_caption(r)}<br>choice: <b>{_str(r.get('choice')) or '-'}</b>", 2*size+4)
 
-# %% ../nbs/06_cleaner.ipynb #e6c4fb04
+# %% ../nbs/06_cleaner.ipynb #d0f1ce7b
 @patch
 def status(self:Cleaner)->str:
     "One line: reviewed so far, batch number and filters"
@@ -511,10 +511,10 @@ def gallery_html(self:Cleaner, size:int=96, # thumbnail size in pixels
 @patch
 def _repr_html_(self:Cleaner): return self.gallery_html()
 
-# %% ../nbs/06_cleaner.ipynb #4ccb6a6f
+# %% ../nbs/06_cleaner.ipynb #98afda0c
 import ipywidgets as widgets
 
-# %% ../nbs/06_cleaner.ipynb #62113e6d
+# %% ../nbs/06_cleaner.ipynb #88a086d5
 def _filter_dropdown(name, vals, current):
     "A filter dropdown whose first option, 'all', means no filter (selected by index: a None value shows blank)"
     opts = [(f'all {name}es' if name.endswith('s') else f'all {name}s', None)] + [(str(o), o) for o in vals]
@@ -535,7 +535,7 @@ class ImageCleaner(widgets.VBox):
         super().__init__([widgets.HBox([self.class_filter, self.split_filter]), widgets.HBox([self.prev_btn, self.next_btn, self.undo_btn, self.info]), self.grid])
         self.add_class('imgclf-cleaner'); self._wire(); self.render()
 
-# %% ../nbs/06_cleaner.ipynb #ca629897
+# %% ../nbs/06_cleaner.ipynb #4b845561
 @patch
 def _wire(self:ImageCleaner):
     self.class_filter.observe(lambda ch: self._filter(), 'value')
@@ -555,7 +555,7 @@ def _do(self:ImageCleaner, f, *args, rerender=True):
 @patch
 def _filter(self:ImageCleaner): self._do(self.cleaner.filter, self.class_filter.value, self.split_filter.value)
 
-# %% ../nbs/06_cleaner.ipynb #96c9ce20
+# %% ../nbs/06_cleaner.ipynb #f3ab6d30
 @patch
 def _card(self:ImageCleaner, i, r):
     c, img = self.cleaner, lambda p: widgets.Image(value=thumbnail(p, self.size), format='png')
@@ -578,7 +578,7 @@ def render(self:ImageCleaner):
     self.grid.children = [self._card(i, r) for i, r in zip(b.index, b.to_dict('records'))]
     self.info.value = html.escape(self.cleaner.status())
 
-# %% ../nbs/06_cleaner.ipynb #3de17759
+# %% ../nbs/06_cleaner.ipynb #74d83f18
 @patch
 def _repr_mimebundle_(self:ImageCleaner, **kwargs):
     data = super(ImageCleaner, self)._repr_mimebundle_(**kwargs)
@@ -592,7 +592,7 @@ def show(self:Cleaner, ncols:int=4, # images per row
     "The interactive review widget for this cleaner"
     return ImageCleaner(self, ncols=ncols, size=size)
 
-# %% ../nbs/06_cleaner.ipynb #d24769b6
+# %% ../nbs/06_cleaner.ipynb #f79b3f13
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -608,7 +608,7 @@ def exact_duplicates(paths:list, # image files
     for i, h in enumerate(hashes): groups.setdefault(h, []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=len, reverse=True)
 
-# %% ../nbs/06_cleaner.ipynb #76149797
+# %% ../nbs/06_cleaner.ipynb #ea48472c
 @functools.lru_cache(maxsize=None)
 def _lowp(device):
     "The fastest dtype for the bound pass on `device`, and its safety margin (measured once per device)"
@@ -622,7 +622,7 @@ def _lowp(device):
     except RuntimeError: fast = False
     return (torch.bfloat16, 2**-6) if fast else (torch.float32, 1e-4)
 
-# %% ../nbs/06_cleaner.ipynb #89099d82
+# %% ../nbs/06_cleaner.ipynb #607e5bcb
 def _rotate(E, device, bs=8192):
     "Unit-normalise the rows of `E` and rotate them onto their principal axes (dot products unchanged)"
     n, d = E.shape
@@ -647,7 +647,7 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
         if best is None or cost < best[0]: best = (cost, h)
     return best[1]
 
-# %% ../nbs/06_cleaner.ipynb #4d9389e2
+# %% ../nbs/06_cleaner.ipynb #12536dad
 def _candidates(S, thr, dt):
     "Positions (row, col) in the block `S` of bounds at or above `thr`"
     if dt == torch.bfloat16: mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
@@ -666,7 +666,7 @@ def _check(R, ii, jj, threshold, chunk=16384):
         out.append(torch.stack([i[m].double(), j[m].double(), sims[m].double()], 1).cpu())
     return out
 
-# %% ../nbs/06_cleaner.ipynb #50c49317
+# %% ../nbs/06_cleaner.ipynb #8b4f3c37
 def near_duplicates(emb, # (N, D) embeddings (array or tensor)
                     threshold:float=0.95, # cosine similarity at or above which a pair is reported
                     block:int=1024, # rows per block (memory: `block` x N bound values)
@@ -689,7 +689,7 @@ def near_duplicates(emb, # (N, D) embeddings (array or tensor)
     H = torch.cat([R[:, :h], R[:, h:].norm(dim=1, keepdim=True)], 1).to(dt)
     return _search(R, H, threshold, margin, dt, block, out)
 
-# %% ../nbs/06_cleaner.ipynb #b4ad42e7
+# %% ../nbs/06_cleaner.ipynb #051288cb
 def _search(R, H, threshold, margin, dt, block, out):
     "The block loop of `near_duplicates`: bounds in low precision, then exact float32 checks"
     found, n = [], len(R)
@@ -706,7 +706,7 @@ def _search(R, H, threshold, margin, dt, block, out):
     out = pd.DataFrame(dict(i=a[:, 0].astype(int), j=a[:, 1].astype(int), sim=a[:, 2].astype(np.float32)))
     return out.sort_values(['sim', 'i', 'j'], ascending=[False, True, True], ignore_index=True)
 
-# %% ../nbs/06_cleaner.ipynb #b243d3c2
+# %% ../nbs/06_cleaner.ipynb #6ae9a0a9
 def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, head)`
                items, # image paths
                bs:int=64, # batch size
@@ -725,7 +725,7 @@ def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, h
     finally: body.train(was)
     return torch.cat(out) if out else torch.zeros(0, 0)
 
-# %% ../nbs/06_cleaner.ipynb #0a780adb
+# %% ../nbs/06_cleaner.ipynb #433f514a
 def duplicate_pairs(paths:list, # image files
                     emb=None, # (N, D) embeddings of the same images (None: exact duplicates only)
                     splits:list|None=None, # the split of each image, to flag leakage
@@ -740,15 +740,16 @@ def duplicate_pairs(paths:list, # image files
     if emb is not None:
         if len(emb) != len(paths): raise DataError(f"{len(emb)} embeddings for {len(paths)} images", "pass one embedding per image, in the same order")
         nd = near_duplicates(emb, threshold)
-        nd = nd[[(a, b) not in same for a, b in zip(nd.i, nd.j)]]
+        nd = nd[np.array([(a, b) not in same for a, b in zip(nd.i, nd.j)], dtype=bool)]
         rows += [(a, b, s, 'near') for a, b, s in zip(nd.i, nd.j, nd.sim)][:max_pairs]
     df = pd.DataFrame(rows, columns=['i', 'j', 'sim', 'kind'])
     sp = np.asarray(splits) if splits is not None else None
     return pd.DataFrame(dict(path=[paths[i] for i in df.i], path_b=[paths[j] for j in df.j], sim=df.sim.astype(float), kind=df.kind,
                              leakage=(sp[df.i.values] != sp[df.j.values]) if sp is not None and len(df) else False))
 
-# %% ../nbs/06_cleaner.ipynb #ef5c1022
-def dataset_table(dls)->pd.DataFrame:
+# %% ../nbs/06_cleaner.ipynb #06855248
+def dataset_table(dls, # fastai `DataLoaders` (imgclf's, or any whose items are file paths)
+                 )->pd.DataFrame:
     "Every image of `dls` once: path, label, split (imgclf's `dls.table`, else read from the datasets)"
     t = getattr(dls, 'table', None)
     if t is not None: return t[['path', 'label', 'split']].assign(path=t.path.map(str), label=t.label.map(str)).drop_duplicates('path', ignore_index=True)
@@ -767,7 +768,7 @@ def _data_kwargs(dls):
     if src.get('kind') in ('df', 'name_re'): return dict(root=src.get('folder') or src.get('path'), labelled_by='csv')
     return {}
 
-# %% ../nbs/06_cleaner.ipynb #a431254d
+# %% ../nbs/06_cleaner.ipynb #7490d6d7
 def from_similars(source, # a `Learner` (embeds its images with its body), (N, D) embeddings, or None (exact duplicates only)
                   items=None, # the N image paths (default with a `Learner`: every image of its DataLoaders)
                   labels=None, # their labels (default: from the DataLoaders, else the folder names)
@@ -791,7 +792,7 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
     pairs = duplicate_pairs(table.path, emb, table.split if 'split' in table else None, threshold, exact, max_pairs)
     return Cleaner(pairs, table, **{**kw, 'source': 'similars', **kwargs})
 
-# %% ../nbs/06_cleaner.ipynb #c406ec53
+# %% ../nbs/06_cleaner.ipynb #525c98ad
 def label_issues(probs, # (N, C) held-out predicted probabilities
                  labels, # (N,) given labels, as class indices
                 )->pd.DataFrame:
@@ -809,7 +810,7 @@ def label_issues(probs, # (N, C) held-out predicted probabilities
                            typical=typical[y], score=conf/typical[y], issue=issue))
     return df.iloc[np.lexsort((df.score.values, ~df.issue.values))]
 
-# %% ../nbs/06_cleaner.ipynb #d1cd0c42
+# %% ../nbs/06_cleaner.ipynb #5db216ff
 def _folds(y, folds, seed):
     "Stratified fold number of each item"
     rng, f = np.random.default_rng(seed), np.zeros(len(y), int)
@@ -825,7 +826,7 @@ def _softmax_regression(X, y, c, wd, iters):
     opt.step(closure)
     return W.detach(), b.detach()
 
-# %% ../nbs/06_cleaner.ipynb #21bc40e8
+# %% ../nbs/06_cleaner.ipynb #4b45a932
 def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
                     labels, # (N,) given labels, as class indices
                     n_classes:int|None=None, # number of classes (default: max label + 1)
@@ -850,7 +851,7 @@ def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
         out[te.numpy()] = torch.softmax((X[te]-mu)/sd @ W + b, 1).numpy()
     return out
 
-# %% ../nbs/06_cleaner.ipynb #27913afd
+# %% ../nbs/06_cleaner.ipynb #dfe729a7
 def _label_issue_queue(probs, y, paths, vocab, splits, n):
     r = label_issues(probs, y).iloc[:n]
     q = pd.DataFrame(dict(path=[str(paths[i]) for i in r.index], label=[vocab[i] for i in r.label], suggested=[vocab[i] for i in r.suggested],
@@ -858,7 +859,7 @@ def _label_issue_queue(probs, y, paths, vocab, splits, n):
     if splits is not None: q['split'] = [splits[i] for i in r.index]
     return q
 
-# %% ../nbs/06_cleaner.ipynb #6a725c63
+# %% ../nbs/06_cleaner.ipynb #2e873824
 def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-out probabilities
                       labels=None, # with probabilities: the N given labels (class indices or names)
                       items=None, # with probabilities: the N image paths
@@ -891,7 +892,7 @@ def _probs_args(probs, labels, items, vocab):
     y = np.array([o2i[str(l)] if str(l) in o2i else int(l) for l in labels])
     return probs, y, vocab
 
-# %% ../nbs/06_cleaner.ipynb #e5997cd7
+# %% ../nbs/06_cleaner.ipynb #6ff0e45d
 def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
                    n:int|None=100, # review the `n` highest losses (None: every image)
                    **kwargs, # passed on to `Cleaner` (ledger, bs, root, ...)

@@ -80,14 +80,14 @@ def preprocessing(dls, # the `DataLoaders` the model was trained on
     _item_facts(dls, res); _batch_facts(dls, res)
     return res
 
-# %% ../nbs/07_export.ipynb #918bc6f0
+# %% ../nbs/07_export.ipynb #ae26b15a
 def _plain(o):
     "`o` as JSON-ready Python: tensors and arrays become lists, numpy scalars numbers, named tuples and dataclasses dicts"
     if isinstance(o, torch.Tensor): o = o.detach().cpu().numpy()
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, np.generic): return o.item()
     if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if hasattr(o, '_asdict'): return _plain(o._asdict())
+    if hasattr(o, '_asdict') or hasattr(o, 'as_dict'): return _plain(o._asdict() if hasattr(o, '_asdict') else o.as_dict())
     if isinstance(o, (list, tuple)): return [_plain(x) for x in o]
     if dataclasses.is_dataclass(o) and not isinstance(o, type): return _plain(dataclasses.asdict(o))
     if isinstance(o, slice): return {'slice': [_plain(o.start), _plain(o.stop)]}
@@ -100,7 +100,7 @@ def _metrics(learn):
     if not vals or not names: return {}
     return {n: _plain(v) for n, v in zip(names[1:-1], vals[-1]) if v is not None}
 
-# %% ../nbs/07_export.ipynb #1335fc72
+# %% ../nbs/07_export.ipynb #1f274bbd
 def _config(learn, path, name, metrics, lr_find):
     "The content of `imgclf.json`, without the weights' checksum"
     info, dls = dict(learn.imgclf), learn.dls
@@ -110,7 +110,8 @@ def _config(learn, path, name, metrics, lr_find):
                                               "export the learner together with the DataLoaders it was trained on")
     man = run_manifest(seed=info.get('seed', data.get('seed', (data.get('source') or {}).get('seed'))), device=next(learn.model.parameters()).device,
                        metrics={**_metrics(learn), **(metrics or {})}, lr_find=lr_find if lr_find is not None else info.get('lr_find'),
-                       split_hashes=data.get('split_hashes'), data={k: v for k, v in data.items() if k != 'split_hashes'}, training=info)
+                       split_hashes=data.get('split_hashes'), data={k: v for k, v in data.items() if k != 'split_hashes'},
+                       training={k: v for k, v in info.items() if k != 'lr_find'})
     return _plain(dict(format=FORMAT, format_version=FORMAT_VERSION, name=name or Path(path).absolute().name, arch=info['arch'],
                        n_out=n_out, head=info.get('head') or {}, vocab=vocab, preprocessing=preprocessing(dls),
                        versions=man.pop('versions'), manifest=man))
@@ -271,9 +272,9 @@ class Classifier:
 
     def __repr__(self): return f"Classifier({self.name!r}, arch={self.config.get('arch')!r}, vocab={self.vocab}, size={self.prep['size']}, device={self.device})"
 
-# %% ../nbs/07_export.ipynb #e52c91c7
+# %% ../nbs/07_export.ipynb #106f44b8
 @patch
-def to_tensor(self:Classifier, img):
+def to_tensor(self:Classifier, img): # a path, image bytes, a PIL image or a uint8 array (H, W[, 3|4])
     "`img` decoded, RGB and presized: the uint8 tensor (3, H, W) the item transforms of validation make"
     src, name = _source(img)
     with _reading(name):
@@ -301,7 +302,7 @@ def batch_probs(self:Classifier, xb:torch.Tensor): # a uint8 batch (N, 3, H, W) 
     x = (self.prepare(xb) - self.mean)/self.std
     return F.softmax(self.model(x).float(), dim=-1).cpu()
 
-# %% ../nbs/07_export.ipynb #0f33e0c2
+# %% ../nbs/07_export.ipynb #76768d44
 @dataclasses.dataclass
 class Prediction:
     "One image's prediction"
@@ -310,7 +311,9 @@ class Prediction:
     probability:float # its probability
     probs:torch.Tensor # the probability of every class, in vocab order
     top:list # the `k` most likely classes as (label, probability), best first
-    def to_dict(self): return dict(label=self.label, probability=self.probability, top=[dict(label=l, probability=p) for l, p in self.top])
+    def to_dict(self):
+        "The prediction as JSON-ready data (without `probs`)"
+        return dict(label=self.label, probability=self.probability, top=[dict(label=l, probability=p) for l, p in self.top])
 
 @patch
 def _prediction(self:Classifier, probs, k):

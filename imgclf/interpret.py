@@ -6,7 +6,7 @@
 __all__ = ['TrainingHistory', 'track_history', 'plot_loss', 'plot_metrics', 'Interpreter', 'from_learner', 'gradcam_batch',
            'gradcam', 'plot_gradcam']
 
-# %% ../nbs/05_interpret.ipynb #4048d755
+# %% ../nbs/05_interpret.ipynb #8a28ea12
 import math, itertools
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from fastai.torch_core import to_device
 from .core import ConfigError, DataError
 
-# %% ../nbs/05_interpret.ipynb #edb89261
+# %% ../nbs/05_interpret.ipynb #975ea3f7
 def _frozen(learn):
     opt = getattr(learn, 'opt', None)
     return bool(opt is not None and getattr(opt, 'frozen_idx', 0) > 0)
@@ -37,7 +37,7 @@ class TrainingHistory(Callback):
         self._fit['losses'].append(float(self.learn.smooth_loss))
         if self._fit['size'] is None: self._fit['size'] = tuple(self.learn.xb[0].shape[-2:])
 
-# %% ../nbs/05_interpret.ipynb #25a8e65b
+# %% ../nbs/05_interpret.ipynb #3ae6c62b
 @patch
 def after_epoch(self:TrainingHistory):
     if self._fit is None or not self.recorder.values: return
@@ -55,7 +55,7 @@ def track_history(learn:Learner, # the learner to follow
     if not any(isinstance(c, TrainingHistory) for c in learn.cbs): learn.add_cb(TrainingHistory())
     return learn
 
-# %% ../nbs/05_interpret.ipynb #b08ce2e2
+# %% ../nbs/05_interpret.ipynb #6a0846dc
 def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits: raise ConfigError("no training history on this learner", "call track_history(learn) before fitting (imgclf's learners have it)")
@@ -71,7 +71,7 @@ def _fit_marks(ax, fits, labels=True):
         start += len(f['values'])
     ax.set_xlim(0, start + 0.1)
 
-# %% ../nbs/05_interpret.ipynb #48500a13
+# %% ../nbs/05_interpret.ipynb #b46886ef
 def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
               skip_start:int=5, # batches of the first fit not shown (the loss starts high)
               with_valid:bool=True, # also plot the validation loss
@@ -93,7 +93,7 @@ def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
     ax.set(xlabel='epoch', ylabel='loss', yscale='log' if log else 'linear'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #4a818f6a
+# %% ../nbs/05_interpret.ipynb #874b8dfa
 def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
                  ncols:int=3, # panels per row
                  figsize:tuple|None=None, # default: 2.8 x 2.2 inches per panel
@@ -112,7 +112,7 @@ def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
         ax.plot(xs, ys, 'o-'); ax.set(title=name, xlabel='epoch'); _fit_marks(ax, fits, labels=ax is axs.flat[0])
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #15f7484d
+# %% ../nbs/05_interpret.ipynb #f84d78b4
 class Interpreter:
     "Predictions of one pass over a loader, cached: every table and plot reads them, none re-runs the model"
     def __init__(self,
@@ -141,7 +141,7 @@ class Interpreter:
     @property
     def accuracy(self)->float: "Fraction of correct predictions"; return (self.preds == self.targets).float().mean().item()
 
-# %% ../nbs/05_interpret.ipynb #a717dc90
+# %% ../nbs/05_interpret.ipynb #023e1c78
 def _plain(t): return torch.as_tensor(t).detach().cpu().as_subclass(torch.Tensor)
 def _nll(probs, targets): return -probs.gather(1, targets[:, None])[:, 0].clamp_min(1e-12).log()
 
@@ -154,7 +154,7 @@ def _check_preds(probs, targets, vocab):
     if len(targets) and (targets.min() < 0 or targets.max() >= len(vocab)):
         raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes", "pass class indices 0..C-1")
 
-# %% ../nbs/05_interpret.ipynb #b414c70e
+# %% ../nbs/05_interpret.ipynb #3ebc48e9
 _SPLITS = {0: 'train', 1: 'valid', 2: 'test'}
 
 def _item_paths(dl):
@@ -174,7 +174,7 @@ def _split_name(learn, dl, ds_idx):
         if o is dl: return _SPLITS.get(i, f'dls[{i}]')
     return 'custom'
 
-# %% ../nbs/05_interpret.ipynb #9175762e
+# %% ../nbs/05_interpret.ipynb #c7d72dc4
 @classmethod
 def from_learner(cls:Interpreter,
                  learn:Learner, # a trained single-label classifier
@@ -202,7 +202,7 @@ def _vocab(dl, learn):
 
 Interpreter.from_learner = from_learner
 
-# %% ../nbs/05_interpret.ipynb #28b3d1ed
+# %% ../nbs/05_interpret.ipynb #1c27bee1
 def _tta_probs(learn, dl, n):
     "Mean probabilities of `n` passes over `dl` with the training loader's augmentations"
     train = learn.dls.train
@@ -220,7 +220,7 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
 
 Interpreter._from_tta = _from_tta
 
-# %% ../nbs/05_interpret.ipynb #ed91cccd
+# %% ../nbs/05_interpret.ipynb #2baa763f
 @patch
 def image(self:Interpreter, i:int, # index of the item
          )->Image.Image:
@@ -238,7 +238,7 @@ def inputs(self:Interpreter, idxs:list, # indices of the items
     if getattr(dl, 'device', None) is not None: b = to_device(b, dl.device)
     return dl.after_batch(b)[0]
 
-# %% ../nbs/05_interpret.ipynb #b7d50d22
+# %% ../nbs/05_interpret.ipynb #7f3a7839
 @patch
 def confusion_matrix(self:Interpreter)->np.ndarray:
     "(C, C) counts: row = actual class, column = predicted class"
@@ -255,7 +255,7 @@ def most_confused(self:Interpreter, min_val:int=1, # smallest count to list
     res = [(self.vocab[i], self.vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=lambda o: -o[2])
 
-# %% ../nbs/05_interpret.ipynb #1a43fb9e
+# %% ../nbs/05_interpret.ipynb #9031c94f
 def _confused_classes(cm, k):
     off = cm.copy(); np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
@@ -268,7 +268,7 @@ def _cm_layout(n, figsize, width=4):
     cell_fs = min(12, cell_pt / (0.65 * width)) # a digit is about 0.6 of the font size wide
     return dict(figsize=figsize, fs=max(5, min(10, 11 - n//12)), cell_fs=cell_fs if cell_fs >= 5 else None)
 
-# %% ../nbs/05_interpret.ipynb #f281f67a
+# %% ../nbs/05_interpret.ipynb #bfeb4dd4
 @patch
 def plot_confusion_matrix(self:Interpreter,
                           normalize:bool=False, # divide each row by its total (the diagonal is then recall)
@@ -295,7 +295,7 @@ def plot_confusion_matrix(self:Interpreter,
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #d3f847d0
+# %% ../nbs/05_interpret.ipynb #7034449f
 def _cm_labels(ax, names, fs):
     cell_pt = 72 * ax.figure.get_size_inches().min() * 0.75 / len(names)
     ticks = np.arange(0, len(names), math.ceil(fs * 1.2 / cell_pt)) # every k-th name when they would overlap
@@ -309,7 +309,7 @@ def _cm_text(ax, cm, normalize, norm_dec, fs):
         ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center', va='center',
                 fontsize=fs, color='white' if cm[i, j] > thresh else 'black')
 
-# %% ../nbs/05_interpret.ipynb #7053523b
+# %% ../nbs/05_interpret.ipynb #68e02d78
 def _report(cm, vocab):
     tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
     prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -322,7 +322,7 @@ def _report(cm, vocab):
     df.loc['weighted avg'] = [(prec*w).sum(), (rec*w).sum(), (f1*w).sum(), support.sum()]
     return df.astype({'support': int})
 
-# %% ../nbs/05_interpret.ipynb #bc5908d0
+# %% ../nbs/05_interpret.ipynb #0b4d8e7f
 @patch
 def classification_report(self:Interpreter)->pd.DataFrame:
     "Precision, recall, F1 and support per class, plus accuracy and the macro and weighted averages"
@@ -334,7 +334,7 @@ def print_classification_report(self:Interpreter, digits:int=2, # decimals shown
     "Print the classification report as text"
     print(self.classification_report().to_string(float_format=f'{{:.{digits}f}}'.format, na_rep=''))
 
-# %% ../nbs/05_interpret.ipynb #db5521a6
+# %% ../nbs/05_interpret.ipynb #3769c00b
 @patch
 def top_losses(self:Interpreter, k:int|None=None, # how many (default: all)
                largest:bool=True, # largest losses first; False: smallest first
@@ -348,7 +348,7 @@ def _denorm(dl, x):
     if norm is not None: x = x*norm.std.to(x.device) + norm.mean.to(x.device)
     return x.float().clamp(0, 1).permute(0, 2, 3, 1).detach().cpu().numpy()
 
-# %% ../nbs/05_interpret.ipynb #63d1ea4e
+# %% ../nbs/05_interpret.ipynb #68c03488
 @patch
 def plot_top_losses(self:Interpreter,
                     k:int=9, # number of images
@@ -372,7 +372,7 @@ def plot_top_losses(self:Interpreter,
     fig.suptitle('actual/predicted   loss / probability', fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #17289522
+# %% ../nbs/05_interpret.ipynb #8a5be4b4
 @patch
 def _display_images(self:Interpreter, idxs, gradcam=False):
     if self.dl is None:
@@ -382,14 +382,14 @@ def _display_images(self:Interpreter, idxs, gradcam=False):
     cams = gradcam_batch(self.learn.model, x, self.preds[idxs]).cpu().numpy() if gradcam else None
     return _denorm(self.dl, x), cams
 
-# %% ../nbs/05_interpret.ipynb #84df97cb
+# %% ../nbs/05_interpret.ipynb #0ea80c03
 def _default_layer(model):
     if isinstance(model, nn.Sequential) and len(model) == 2: return model[0]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs: raise ConfigError("the model has no Conv2d layer for Grad-CAM", "pass layer=, a module whose output is a feature map (N, C, h, w)")
     return convs[-1]
 
-# %% ../nbs/05_interpret.ipynb #fc7217be
+# %% ../nbs/05_interpret.ipynb #155153be
 def gradcam_batch(model:nn.Module, # the classifier
                   x:torch.Tensor, # (N, 3, H, W) model-ready inputs
                   targets:torch.Tensor|None=None, # (N,) class per image (default: the predicted class)
@@ -411,7 +411,7 @@ def gradcam_batch(model:nn.Module, # the classifier
     cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return (cam / cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]).detach()
 
-# %% ../nbs/05_interpret.ipynb #c32eb1ce
+# %% ../nbs/05_interpret.ipynb #2aca2b5d
 def _norm_stats(dls):
     st = (getattr(dls, 'imgclf', None) or {})
     if st.get('mean') and st.get('std'): return torch.tensor(st['mean']), torch.tensor(st['std'])
@@ -426,7 +426,7 @@ def _train_size(dls):
             sz = getattr(f, 'size', None)
             if sz is not None: return int(min(sz) if isinstance(sz, (tuple, list)) else sz)
 
-# %% ../nbs/05_interpret.ipynb #13fe117e
+# %% ../nbs/05_interpret.ipynb #0ac7f128
 def _as_pil(img):
     if isinstance(img, (str, Path)):
         try: return Image.open(img).convert('RGB')
@@ -446,7 +446,7 @@ def _prepare(learn, img):
     if st is not None: x = (x - st[0][:, None, None]) / st[1][:, None, None]
     return x, np.asarray(im, dtype=np.float32)/255.
 
-# %% ../nbs/05_interpret.ipynb #b428c62f
+# %% ../nbs/05_interpret.ipynb #e5c02afc
 def _gradcam(learn, img, target, layer):
     if isinstance(img, torch.Tensor):
         x = img[None] if img.ndim == 3 else img
@@ -461,7 +461,7 @@ def _gradcam(learn, img, target, layer):
     cam = F.interpolate(cam, size=shown.shape[:2], mode='bilinear', align_corners=False)[0, 0]
     return cam.cpu().numpy(), shown
 
-# %% ../nbs/05_interpret.ipynb #8ae22373
+# %% ../nbs/05_interpret.ipynb #ed4d07e6
 def gradcam(learn:Learner, # a trained classifier
             img, # a file path, PIL image, (H, W[, 3]) array, or a model-ready (3, H, W) tensor
             target:int|str|None=None, # class index or name to explain (default: the predicted class)
@@ -484,7 +484,7 @@ def plot_gradcam(learn:Learner, # a trained classifier
     if target is not None: ax.set_title(str(target), fontsize=9)
     return fig
 
-# %% ../nbs/05_interpret.ipynb #ec092b31
+# %% ../nbs/05_interpret.ipynb #c1d11425
 @patch
 def _pos(self:Interpreter, pos):
     names = [str(v) for v in self.vocab]
@@ -504,7 +504,7 @@ def _scores(self:Interpreter, pos):
     if y.all() or not y.any(): raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items", "ROC needs both classes in the split")
     return y, s
 
-# %% ../nbs/05_interpret.ipynb #a14e483d
+# %% ../nbs/05_interpret.ipynb #2562b30c
 def _binary_curve(y, s):
     "Counts of true and false positives at each distinct threshold, highest threshold first"
     o = np.argsort(-s, kind='mergesort'); y, s = y[o], s[o]
@@ -526,7 +526,7 @@ def pr_curve(self:Interpreter, pos:int|str|None=None, # the positive class
     tps, fps, thr = _binary_curve(*self._scores(pos))
     return tps/(tps + fps), tps/tps[-1], thr
 
-# %% ../nbs/05_interpret.ipynb #d54d28e7
+# %% ../nbs/05_interpret.ipynb #ee66408e
 @patch
 def roc_auc(self:Interpreter, pos:int|str|None=None, # the positive class (default: `vocab[1]` for two classes)
            )->float:
@@ -541,7 +541,7 @@ def average_precision(self:Interpreter, pos:int|str|None=None, # the positive cl
     prec, rec, _ = self.pr_curve(pos)
     return float(np.sum(np.diff(np.r_[0, rec]) * prec))
 
-# %% ../nbs/05_interpret.ipynb #3c38bca0
+# %% ../nbs/05_interpret.ipynb #d2620aa1
 @patch
 def operating_point(self:Interpreter, threshold:float=0.5, # call positive when the positive probability >= threshold
                     pos:int|str|None=None, # the positive class
@@ -564,7 +564,7 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
     tps, _, thr = _binary_curve(*self._scores(pos))
     return float(thr[np.argmax(tps/tps[-1] >= sensitivity - 1e-12)])
 
-# %% ../nbs/05_interpret.ipynb #ab200527
+# %% ../nbs/05_interpret.ipynb #ff67a127
 @patch
 def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
                 threshold:float=0.5, # the operating point to mark
@@ -583,7 +583,7 @@ def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
     for a in (a1, a2): a.legend(loc='lower left' if a is a2 else 'lower right', fontsize=8)
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #419e9dc8
+# %% ../nbs/05_interpret.ipynb #4fb5cc31
 @patch
 def tta_report(self:Interpreter)->pd.DataFrame:
     "Accuracy, error rate and mean loss without and with test-time augmentation"
@@ -594,7 +594,7 @@ def tta_report(self:Interpreter)->pd.DataFrame:
         rows[name] = dict(accuracy=acc, error_rate=1-acc, loss=_nll(p, self.targets).mean().item())
     return pd.DataFrame(rows).T
 
-# %% ../nbs/05_interpret.ipynb #9c84585f
+# %% ../nbs/05_interpret.ipynb #2617a181
 @patch
 def plot_loss(self:Interpreter, **kwargs, # passed to `plot_loss`
              )->plt.Figure: "`plot_loss` of this Interpreter's learner"; return plot_loss(self.learn, **kwargs)

@@ -7,7 +7,7 @@ __all__ = ['IMAGE_TYPES', 'METADATA', 'PAGE', 'APP_JS', 'CSP', 'log', 'RequestEr
            'check_image_bytes', 'check_address', 'resolve', 'fetch_url', 'MicroBatcher', 'SecurityHeaders', 'Service',
            'create_app', 'serve']
 
-# %% ../nbs/08_serve.ipynb #8c862015
+# %% ../nbs/08_serve.ipynb #65ec2144
 import os, ssl, html, time, socket, asyncio, logging, weakref, functools, ipaddress, http.client, urllib.parse, concurrent.futures
 from pathlib import Path
 import torch, uvicorn
@@ -21,7 +21,7 @@ import imgclf
 from .core import ImgclfError, DataError, ConfigError
 from .export import Classifier, load_model, export_model
 
-# %% ../nbs/08_serve.ipynb #e938356d
+# %% ../nbs/08_serve.ipynb #438b0cdf
 class RequestError(ImgclfError, ValueError):
     "A request the server refuses: the message names the problem and the fix, `status` is the HTTP status to answer"
     def __init__(self, status:int, # the HTTP status, e.g. 400, 403, 413, 415
@@ -31,7 +31,7 @@ class RequestError(ImgclfError, ValueError):
         self.status = status
         super().__init__(problem, fix)
 
-# %% ../nbs/08_serve.ipynb #c1cd04ca
+# %% ../nbs/08_serve.ipynb #1e425bfe
 IMAGE_TYPES = {'image/jpeg', 'image/png', 'image/gif', 'image/bmp', 'image/x-ms-bmp', 'image/webp', 'image/tiff', 'application/octet-stream'}
 _MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'), (b'BM', 'bmp'),
           (b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff')]
@@ -42,7 +42,7 @@ def sniff_image(data:bytes, # the first bytes of a file (12 are enough)
     if data[:4] == b'RIFF' and data[8:12] == b'WEBP': return 'webp'
     return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
 
-# %% ../nbs/08_serve.ipynb #c3cde891
+# %% ../nbs/08_serve.ipynb #c51047f4
 def check_content_type(content_type:str|None, # a Content-Type header, e.g. 'image/png'
                       ):
     "Raise a 415 `RequestError` unless `content_type` is missing, an image type or application/octet-stream"
@@ -57,7 +57,7 @@ def check_image_bytes(data:bytes, # an uploaded or downloaded file
     if not data: raise RequestError(400, "the image is empty", "send the image's bytes")
     if sniff_image(data[:16]) is None: raise RequestError(415, "the data is not a JPEG, PNG, GIF, BMP, WebP or TIFF image (its first bytes say so)", "send an image file")
 
-# %% ../nbs/08_serve.ipynb #cbe84a14
+# %% ../nbs/08_serve.ipynb #2164f452
 METADATA = {ipaddress.ip_address(a) for a in ('169.254.169.254', 'fd00:ec2::254', '100.100.100.200', '169.254.170.2')} # cloud metadata services
 _NAT64 = ipaddress.ip_network('64:ff9b::/96')
 
@@ -75,7 +75,7 @@ def _unwrap(a):
     if a.ipv4_mapped or a.sixtofour: return a.ipv4_mapped or a.sixtofour
     return ipaddress.ip_address(a.packed[-4:]) if a in _NAT64 else a
 
-# %% ../nbs/08_serve.ipynb #717dadc7
+# %% ../nbs/08_serve.ipynb #72d116ea
 def check_address(ip:str, # a resolved IP address, e.g. '93.184.216.34' or '::1'
                   allow:list|tuple=(), # addresses or networks allowed anyway, e.g. ['127.0.0.1'] or ['10.0.0.0/8']
                  ):
@@ -86,7 +86,7 @@ def check_address(ip:str, # a resolved IP address, e.g. '93.184.216.34' or '::1'
     if kind: raise RequestError(403, f"refused to fetch from {a}: it is {kind}", "use a public http(s) URL, or start the server with this address in allow_hosts")
     return a
 
-# %% ../nbs/08_serve.ipynb #884c3cc6
+# %% ../nbs/08_serve.ipynb #dd71baf0
 def _open_socket(addr, timeout): return socket.create_connection(addr, timeout)
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -99,7 +99,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
     def __init__(self, host, ip, port, timeout): super().__init__(host, port, timeout=timeout, context=ssl.create_default_context()); self.ip = ip
     def connect(self): self.sock = self._context.wrap_socket(_open_socket((self.ip, self.port), self.timeout), server_hostname=self.host)
 
-# %% ../nbs/08_serve.ipynb #e98e405a
+# %% ../nbs/08_serve.ipynb #b65c4d97
 def resolve(host:str, # a host name or IP address
             port:int, # the port to connect to
             allow:list|tuple=(), # addresses or networks allowed even though they are not public
@@ -118,7 +118,7 @@ def _parse(url):
     if u.username or u.password: raise RequestError(400, "URLs with a user name or password are not fetched", "remove the credentials from the URL")
     return u, port or (443 if u.scheme == 'https' else 80)
 
-# %% ../nbs/08_serve.ipynb #49f5fd3c
+# %% ../nbs/08_serve.ipynb #161b8137
 def _get(u, port, ip, deadline):
     conn = (_PinnedHTTPS if u.scheme == 'https' else _PinnedHTTP)(u.hostname, ip, port, timeout=max(0.1, deadline-time.monotonic()))
     conn.request('GET', (u.path or '/') + (f'?{u.query}' if u.query else ''), headers={'User-Agent': f'imgclf/{imgclf.__version__}', 'Accept': 'image/*'})
@@ -138,7 +138,7 @@ def _read_capped(sock, r, max_bytes, deadline):
         got += len(chunk); chunks.append(chunk)
         if got > max_bytes: raise RequestError(413, f"the image at the URL is over the limit of {max_bytes:,} bytes", "use a smaller image")
 
-# %% ../nbs/08_serve.ipynb #aa3df37a
+# %% ../nbs/08_serve.ipynb #ff828911
 def fetch_url(url:str, # an http(s) URL
               allow:list|tuple=(), # addresses or networks allowed even though they are not public (e.g. ['127.0.0.1'] in tests)
               max_bytes:int=10_000_000, # refuse larger downloads
@@ -162,7 +162,7 @@ def fetch_url(url:str, # an http(s) URL
         except (OSError, http.client.HTTPException) as e: raise RequestError(400, f"could not fetch the URL ({type(e).__name__}: {e})", "check the URL") from None
     raise RequestError(400, f"the URL redirected more than {max_redirects} times", "pass the final URL of the image")
 
-# %% ../nbs/08_serve.ipynb #d2b361cd
+# %% ../nbs/08_serve.ipynb #1a597565
 class MicroBatcher:
     "Group the inputs of concurrent requests into batches for one call of `fn`"
     def __init__(self, fn, # called (in a worker thread) with a list of inputs, returns one output per input
@@ -180,7 +180,7 @@ class MicroBatcher:
         self.queues[loop][0].put_nowait((x, fut))
         return await fut
 
-# %% ../nbs/08_serve.ipynb #400750e1
+# %% ../nbs/08_serve.ipynb #b2283cc3
 @patch
 async def _run(self:MicroBatcher, queue):
     "The worker: take what is waiting, run `fn` once, hand out the results"
@@ -195,7 +195,7 @@ async def _run(self:MicroBatcher, queue):
             continue
         for (_, f), o in zip(items, outs): f.done() or f.set_result(o)
 
-# %% ../nbs/08_serve.ipynb #2a435c47
+# %% ../nbs/08_serve.ipynb #baa138ac
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{name} - imgclf</title>
@@ -214,7 +214,7 @@ h1 {{font-size: 1.4rem; margin-bottom: .2rem}} .sub {{color: #666; margin-top: 0
 <script src="app.js"></script></body></html>
 """
 
-# %% ../nbs/08_serve.ipynb #199fc29c
+# %% ../nbs/08_serve.ipynb #0dcca244
 APP_JS = """
 const drop = document.getElementById('drop'), file = document.getElementById('file');
 const result = document.getElementById('result'), preview = document.getElementById('preview');
@@ -239,7 +239,7 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', e => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files.length) classify(e.dataTransfer.files[0]); });
 """
 
-# %% ../nbs/08_serve.ipynb #458009bc
+# %% ../nbs/08_serve.ipynb #7bcc165b
 CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 _HEADERS = [(b'x-content-type-options', b'nosniff'), (b'x-frame-options', b'DENY'), (b'referrer-policy', b'no-referrer'), (b'content-security-policy', CSP.encode())]
 
@@ -252,7 +252,7 @@ class SecurityHeaders:
             await send(msg)
         await self.app(scope, receive, send_with_headers if scope['type'] == 'http' else send)
 
-# %% ../nbs/08_serve.ipynb #df4bf715
+# %% ../nbs/08_serve.ipynb #cf1023ba
 log = logging.getLogger('imgclf.serve')
 
 def _error(status, msg): return JSONResponse({'error': str(msg)}, status_code=status, headers={'Cache-Control': 'no-store'})
@@ -271,7 +271,7 @@ def _guard(fn):
 
 def _not_found(request, exc): return _error(getattr(exc, 'status_code', 404), getattr(exc, 'detail', 'not found'))
 
-# %% ../nbs/08_serve.ipynb #4eab55e3
+# %% ../nbs/08_serve.ipynb #39db65f9
 class Service:
     "The state behind the app: classifier, micro-batcher, thread pools and limits (see `create_app`)"
     def __init__(self, clf, max_bytes, k, timeout, url_timeout, allow_hosts, max_batch, decode_threads):
@@ -286,7 +286,7 @@ class Service:
         try: return await asyncio.wait_for(aw, max(0.001, deadline - asyncio.get_running_loop().time()))
         except asyncio.TimeoutError: raise RequestError(status, f"{what} did not answer within {self.timeout:g} s", "try again later") from None
 
-# %% ../nbs/08_serve.ipynb #05a3a51c
+# %% ../nbs/08_serve.ipynb #a8eb680c
 @patch
 async def body(self:Service, request, limit, deadline):
     "The request body, refused with 413 past `limit` bytes and 408 past `deadline`"
@@ -302,7 +302,7 @@ async def body(self:Service, request, limit, deadline):
         got += len(chunk); chunks.append(chunk)
         if got > limit: raise RequestError(413, f"the upload is over the limit of {limit:,} bytes", "send a smaller image")
 
-# %% ../nbs/08_serve.ipynb #c7593c5f
+# %% ../nbs/08_serve.ipynb #fc9176f9
 def _replay(body):
     "An ASGI `receive` that hands out `body`, to parse a body that was already read within the limits"
     msgs = [{'type': 'http.request', 'body': body, 'more_body': False}]
@@ -327,7 +327,7 @@ async def upload(self:Service, request, deadline):
         return data, f.content_type
     finally: await form.close()
 
-# %% ../nbs/08_serve.ipynb #88277633
+# %% ../nbs/08_serve.ipynb #b173825a
 @patch
 async def predict_bytes(self:Service, data, content_type, deadline):
     "Check, decode and classify `data`: the JSON-ready prediction"
@@ -337,29 +337,34 @@ async def predict_bytes(self:Service, data, content_type, deadline):
     probs = await self.until(self.batcher(x), deadline)
     return {**self.clf._prediction(probs, self.k).to_dict(), 'model': self.clf.name, 'time_ms': round(1000*(time.perf_counter()-t), 1)}
 
-# %% ../nbs/08_serve.ipynb #3ef2eba3
+# %% ../nbs/08_serve.ipynb #65454518
 @patch
 @_guard
 async def page(self:Service, request):
+    "`GET /`: the upload page"
     c = self.clf
     classes = ', '.join(c.vocab[:20]) + (f' ... ({len(c.vocab)} classes)' if len(c.vocab) > 20 else '')
     return HTMLResponse(PAGE.format(name=html.escape(c.name), classes=html.escape(classes)))
 
 @patch
 @_guard
-async def app_js(self:Service, request): return Response(APP_JS, media_type='text/javascript')
+async def app_js(self:Service, request):
+    "`GET /app.js`: the upload page's script"
+    return Response(APP_JS, media_type='text/javascript')
 
 @patch
 @_guard
 async def health(self:Service, request):
+    "`GET /health`: the model's name, version and classes"
     c = self.clf; sha = (c.config.get('weights') or {}).get('sha256')
     return JSONResponse(dict(status='ok', model=c.name, model_version=sha[:12] if sha else None, arch=c.config.get('arch'),
                              classes=c.vocab, imgclf_version=imgclf.__version__), headers={'Cache-Control': 'no-store'})
 
-# %% ../nbs/08_serve.ipynb #df829707
+# %% ../nbs/08_serve.ipynb #41e1b47d
 @patch
 @_guard
 async def predict(self:Service, request):
+    "`POST /predict`: classify an uploaded image"
     deadline = asyncio.get_running_loop().time() + self.timeout
     data, ct = await self.upload(request, deadline)
     return JSONResponse(await self.predict_bytes(data, ct, deadline))
@@ -367,13 +372,14 @@ async def predict(self:Service, request):
 @patch
 @_guard
 async def classify_url(self:Service, request):
+    "`GET /classify-url?url=`: download an image from a public URL and classify it"
     url = request.query_params.get('url')
     if not url: raise RequestError(400, "no url given", "call /classify-url?url=https://...")
     loop = asyncio.get_running_loop(); deadline = loop.time() + self.timeout
     data, ct = await self.until(loop.run_in_executor(self.fetchers, fetch_url, url, self.allow, self.max_bytes, self.url_timeout), deadline, 400, 'the URL')
     return JSONResponse({**await self.predict_bytes(data, ct, deadline), 'url': url})
 
-# %% ../nbs/08_serve.ipynb #5e1bef7d
+# %% ../nbs/08_serve.ipynb #452080c3
 def create_app(model, # a model directory written by `export_model`, or a loaded `Classifier`
                max_bytes:int=10_000_000, # the largest upload or download in bytes (413 beyond)
                max_pixels:int=25_000_000, # the largest image in pixels (400 beyond: decompression bombs)
@@ -396,7 +402,7 @@ def create_app(model, # a model directory written by `export_model`, or a loaded
     app.add_middleware(SecurityHeaders)
     return app
 
-# %% ../nbs/08_serve.ipynb #6f843f7c
+# %% ../nbs/08_serve.ipynb #77a9a351
 @delegates(create_app)
 def serve(model_dir:str|Path, # a model directory written by `export_model`
           host:str='127.0.0.1', # the address to listen on ('0.0.0.0': every network interface)
