@@ -7,7 +7,7 @@ __all__ = ['KEEP', 'DELETE', 'PAIR_CHOICES', 'QUARANTINE', 'Ledger', 'replay', '
            'caption', 'ImageCleaner', 'exact_duplicates', 'near_duplicates', 'embeddings', 'duplicate_pairs',
            'dataset_table', 'from_similars', 'label_issues', 'cross_val_probs', 'from_label_issues', 'from_toplosses']
 
-# %% ../nbs/06_cleaner.ipynb #29bac4ee
+# %% ../nbs/06_cleaner.ipynb #946843d6
 import os, io, json, time, uuid, base64, shutil, html, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -15,14 +15,14 @@ from PIL import Image
 from fastcore.basics import patch
 from .core import DataError, ConfigError, atomic_write, file_hash
 
-# %% ../nbs/06_cleaner.ipynb #4e230354
+# %% ../nbs/06_cleaner.ipynb #acdaff6c
 class Ledger:
     "Append-only JSONL file of review decisions; a record is on disk before `append` returns"
     def __init__(self, path:str|Path): # the `.jsonl` file (created by the first `append`)
         self.path = Path(path)
     def __repr__(self): return f"Ledger({str(self.path)!r}, {len(self.records())} records)"
 
-# %% ../nbs/06_cleaner.ipynb #4da2a600
+# %% ../nbs/06_cleaner.ipynb #f70a5847
 @patch
 def records(self:Ledger)->list:
     "Every complete record, oldest first; a line cut short by a crash is skipped"
@@ -38,14 +38,16 @@ def append(self:Ledger, op:str, # the kind of record: 'decide', 'undo', 'apply',
            **fields)->dict:
     "Append one record (with a unique `id` and the time), flushed and fsynced"
     rec = dict(id=uuid.uuid4().hex[:12], time=time.strftime('%Y-%m-%dT%H:%M:%S'), op=op, **fields)
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    with open(self.path, 'a+b') as f:
-        end = f.seek(0, os.SEEK_END)
-        if end and f.seek(end-1) >= 0 and f.read(1) != b'\n': f.write(b'\n')  # after a torn line
-        f.write((json.dumps(rec) + '\n').encode('utf-8')); f.flush(); os.fsync(f.fileno())
+    try:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, 'a+b') as f:
+            end = f.seek(0, os.SEEK_END)
+            if end and f.seek(end-1) >= 0 and f.read(1) != b'\n': f.write(b'\n')  # after a torn line
+            f.write((json.dumps(rec) + '\n').encode('utf-8')); f.flush(); os.fsync(f.fileno())
+    except OSError as e: raise DataError(f"cannot write the decision ledger {self.path} ({e.strerror or e})", "pass ledger= a file in a writable folder") from None
     return rec
 
-# %% ../nbs/06_cleaner.ipynb #d36a08fe
+# %% ../nbs/06_cleaner.ipynb #a9cb5ae1
 def replay(records:list, # `Ledger.records()`
           )->dict:
     "Fold ledger records into the current state: decisions per image, pair choices, applies"
@@ -60,7 +62,7 @@ def replay(records:list, # `Ledger.records()`
         for i in a['decisions']: st['applied'][i] = a['id']
     return st
 
-# %% ../nbs/06_cleaner.ipynb #bffd3986
+# %% ../nbs/06_cleaner.ipynb #1e29ff15
 KEEP, DELETE = 'keep', 'delete'
 PAIR_CHOICES = ('keep left', 'keep right', 'keep both', 'not a duplicate')
 
@@ -72,7 +74,7 @@ def _table(df, cols, what):
     if miss: raise ConfigError(f"{what} has no column(s) {miss} (columns: {list(df.columns)})", f"pass a DataFrame with columns {cols}")
     return df.reset_index(drop=True).copy()
 
-# %% ../nbs/06_cleaner.ipynb #d38a8e44
+# %% ../nbs/06_cleaner.ipynb #e18c4a44
 def _default_root(paths, folder_labels):
     "Common parent of the images; for folder labels, of their class folders' parents (the split folders)"
     ps = [Path(p).parent.parent if folder_labels else Path(p).parent for p in paths]
@@ -81,7 +83,7 @@ def _default_root(paths, folder_labels):
 def _folder_labelled(items):
     return bool(len(items)) and all(Path(p).parent.name == str(l) for p, l in zip(items.path, items.label))
 
-# %% ../nbs/06_cleaner.ipynb #dd6f084f
+# %% ../nbs/06_cleaner.ipynb #c50e4f53
 class Cleaner:
     "Review queue + decision ledger: the state that the widget, the HTML gallery and your code drive"
     def __init__(self, queue:pd.DataFrame, # one row per image (`path`) or per pair (`path`, `path_b`), plus columns to show
@@ -104,7 +106,7 @@ class Cleaner:
         self.view, self.page = np.arange(len(self.queue)), 0
         self._load(); self.resume()
 
-# %% ../nbs/06_cleaner.ipynb #38cf2fcf
+# %% ../nbs/06_cleaner.ipynb #8a02680b
 @patch
 def _init_items(self:Cleaner, items, vocab, labelled_by):
     q = self.queue
@@ -126,7 +128,7 @@ def _init_items(self:Cleaner, items, vocab, labelled_by):
     if labelled_by not in (None, 'folder', 'csv'): raise ConfigError(f"labelled_by={labelled_by!r}", "use 'folder', 'csv' or None")
     self.labelled_by = labelled_by or ('folder' if _folder_labelled(self.items) else 'csv')
 
-# %% ../nbs/06_cleaner.ipynb #4a6162ee
+# %% ../nbs/06_cleaner.ipynb #8a9e4b0b
 @patch
 def key(self:Cleaner, path)->str:
     "The ledger key of `path`: relative to `root` when inside it"
@@ -148,7 +150,7 @@ def hash(self:Cleaner, path)->str|None:
     if k not in self._hashes: self._hashes[k] = file_hash(path)
     return self._hashes[k]
 
-# %% ../nbs/06_cleaner.ipynb #6be6d2e7
+# %% ../nbs/06_cleaner.ipynb #822dc99d
 @patch
 def _load(self:Cleaner):
     "Replay the ledger into the decisions, pair choices and applied moves"
@@ -166,7 +168,7 @@ def where(self:Cleaner, path)->Path:
         k = self._moved[k]
     return self.path(k)
 
-# %% ../nbs/06_cleaner.ipynb #75262bcf
+# %% ../nbs/06_cleaner.ipynb #cf87f448
 @patch
 def reviewed(self:Cleaner, i:int)->bool:
     "Has queue row `i` been decided (pairs: has the pair been decided)?"
@@ -182,7 +184,7 @@ def progress(self:Cleaner)->tuple:
 @patch(as_prop=True)
 def n_pages(self:Cleaner)->int: return max(1, -(-len(self.view)//self.bs))
 
-# %% ../nbs/06_cleaner.ipynb #18676518
+# %% ../nbs/06_cleaner.ipynb #03820127
 @patch
 def resume(self:Cleaner)->Cleaner:
     "Go to the first batch of the view that has an unreviewed image (the last batch if all are done)"
@@ -190,7 +192,7 @@ def resume(self:Cleaner)->Cleaner:
     self.page = todo[0]//self.bs if todo else self.n_pages-1
     return self
 
-# %% ../nbs/06_cleaner.ipynb #de64db44
+# %% ../nbs/06_cleaner.ipynb #cf27eb87
 @patch
 def _row(self:Cleaner, item):
     if isinstance(item, (int, np.integer)):
@@ -207,7 +209,7 @@ def _entry(self:Cleaner, path, decision):
     act = KEEP if decision == old.iloc[0] else decision if decision in (KEEP, DELETE) else 'relabel'
     return dict(path=self.key(p), hash=self.hash(p), action=act, old=old.iloc[0], label=decision if act == 'relabel' else None)
 
-# %% ../nbs/06_cleaner.ipynb #5c55bcc3
+# %% ../nbs/06_cleaner.ipynb #de4e2ea7
 @patch
 def decide(self:Cleaner, item, # queue position or image path
            decision:str, # 'keep', 'delete' or a class name
@@ -225,7 +227,7 @@ def _decided_applied(self:Cleaner, path):
     d = self._decisions.get(self.key(path))
     return d is not None and d['id'] in self._applied
 
-# %% ../nbs/06_cleaner.ipynb #4dc42414
+# %% ../nbs/06_cleaner.ipynb #13d9e57e
 @patch
 def decide_pair(self:Cleaner, i:int, # queue position of the pair
                 choice:str, # 'keep left', 'keep right', 'keep both' or 'not a duplicate'
@@ -240,7 +242,7 @@ def decide_pair(self:Cleaner, i:int, # queue position of the pair
     rec = self.ledger.append('decide', source=self.source, items=items, pair=[self.key(r.path), self.key(r.path_b)], choice=choice)
     self._load(); return rec
 
-# %% ../nbs/06_cleaner.ipynb #8eb0e2a1
+# %% ../nbs/06_cleaner.ipynb #af619a86
 @patch
 def undo(self:Cleaner)->dict|None:
     "Take back the latest live decision; returns the record undone (None if there is none)"
@@ -250,7 +252,7 @@ def undo(self:Cleaner)->dict|None:
     self.ledger.append('undo', target=last['id'])
     self._load(); return last
 
-# %% ../nbs/06_cleaner.ipynb #a7ae61c5
+# %% ../nbs/06_cleaner.ipynb #252ac362
 @patch
 def decision(self:Cleaner, path)->str|None:
     "The current decision about `path`: 'keep', 'delete', a class name, or None if undecided"
@@ -264,7 +266,7 @@ def decisions(self:Cleaner)->pd.DataFrame:
             for k, d in self._decisions.items()]
     return pd.DataFrame(rows, columns=['path', 'label', 'decision', 'applied'])
 
-# %% ../nbs/06_cleaner.ipynb #02ed1aee
+# %% ../nbs/06_cleaner.ipynb #c9e5ba7f
 def from_items(items, # image paths
                labels=None, # their labels (default: each image's folder name)
                splits=None, # their splits ('train', 'valid', ...), optional
@@ -277,7 +279,7 @@ def from_items(items, # image paths
     if splits is not None: df['split'] = list(splits)
     return Cleaner(df, df, source=kwargs.pop('source', 'items'), **kwargs)
 
-# %% ../nbs/06_cleaner.ipynb #3097312a
+# %% ../nbs/06_cleaner.ipynb #62b080b4
 @patch
 def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: either image); None for all
            split:str|None=None, # show only this split ('train', 'valid', 'test'); None for all
@@ -295,7 +297,7 @@ def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: eit
     self.label_filter, self.split_filter, self.view = label, split, np.flatnonzero(m)
     return self.resume()
 
-# %% ../nbs/06_cleaner.ipynb #c81c5c3b
+# %% ../nbs/06_cleaner.ipynb #cfed036a
 @patch
 def batch(self:Cleaner)->pd.DataFrame:
     "The queue rows of the current batch, with their decisions (index: queue positions)"
@@ -304,7 +306,7 @@ def batch(self:Cleaner)->pd.DataFrame:
     else: b['decision'] = [self.decision(p) for p in b.path]
     return b
 
-# %% ../nbs/06_cleaner.ipynb #39cb357e
+# %% ../nbs/06_cleaner.ipynb #5c4af4ae
 @patch
 def keep_batch(self:Cleaner)->dict|None:
     "Record 'keep' for every undecided image of the current batch (one ledger record)"
@@ -325,7 +327,7 @@ def prev(self:Cleaner)->pd.DataFrame:
     "Go to the previous batch"
     self.page = max(self.page-1, 0); return self.batch()
 
-# %% ../nbs/06_cleaner.ipynb #cce3e37e
+# %% ../nbs/06_cleaner.ipynb #572c7af8
 QUARANTINE = '.imgclf-quarantine'
 
 def free_name(dst:str|Path, # the wanted destination
@@ -337,7 +339,7 @@ def free_name(dst:str|Path, # the wanted destination
     while cand.exists() or str(cand) in taken: i += 1; cand = dst.with_name(f"{dst.stem}_{i}{dst.suffix}")
     taken.add(str(cand)); return cand
 
-# %% ../nbs/06_cleaner.ipynb #b8b3a5ee
+# %% ../nbs/06_cleaner.ipynb #354d5cd8
 @patch
 def _move_mode(self:Cleaner, move_files):
     if move_files is None: return self.labelled_by == 'folder'
@@ -351,7 +353,7 @@ def _status(self:Cleaner, key, d, keys):
     h = self.hash(self.path(key))
     return 'ok' if h == d['hash'] else 'skip: file missing' if h is None else 'skip: file changed since the decision'
 
-# %% ../nbs/06_cleaner.ipynb #4cb25bed
+# %% ../nbs/06_cleaner.ipynb #80676776
 @patch
 def plan(self:Cleaner, move_files:bool|None=None, # move files between folders (default: for folder-labelled data)
          quarantine:str|Path|None=None, # where deleted images go (default: `root/.imgclf-quarantine`)
@@ -373,7 +375,7 @@ def _relto(p, root):
     try: return Path(p).relative_to(root)
     except ValueError: return Path(*Path(p).parts[1:])
 
-# %% ../nbs/06_cleaner.ipynb #58727a61
+# %% ../nbs/06_cleaner.ipynb #e300d1fe
 @patch
 def cleaned(self:Cleaner)->pd.DataFrame:
     "The dataset after the decisions: path (where the file is now), label[, split]; deleted images left out"
@@ -390,9 +392,10 @@ def _write_csv(df, csv):
     "Write `df` atomically to `csv`, paths relative to the CSV's folder when inside it"
     df = df.copy(); base = Path(csv).parent
     df['path'] = [_relto(p, base).as_posix() if Path(p).is_relative_to(base) else p for p in df.path]
-    return atomic_write(csv, df.to_csv(index=False))
+    try: return atomic_write(csv, df.to_csv(index=False))
+    except OSError as e: raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
 
-# %% ../nbs/06_cleaner.ipynb #0539e994
+# %% ../nbs/06_cleaner.ipynb #4a5c4e48
 @patch
 def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
           move_files:bool|None=None, # move files between folders (default: for folder-labelled data)
@@ -405,6 +408,8 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     if dry_run:
         print(f"dry run: {_summary(plan)}; would write {csv}. Nothing was changed: call apply(dry_run=False) to do it.")
         return plan
+    try: csv.parent.mkdir(parents=True, exist_ok=True)  # fail before anything is moved or recorded
+    except OSError as e: raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
     ok = plan[plan.status == 'ok']
     moves = [dict(src=self.key(r.path), dst=self.key(r.dst), hash=self._decisions[self.key(r.path)]['hash'], new_dir=not Path(r.dst).parent.exists())
              for r in ok.itertuples() if r.dst]
@@ -414,7 +419,7 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     print(f"applied: {_summary(plan[plan.done])}; wrote {csv}")
     return plan
 
-# %% ../nbs/06_cleaner.ipynb #858ea8e5
+# %% ../nbs/06_cleaner.ipynb #0315bbc9
 def _summary(plan):
     c = plan[plan.status == 'ok'].action.value_counts()
     s = ', '.join(f"{n} {a}" for a, n in c.items()) or 'no changes'
@@ -427,7 +432,7 @@ def _do_move(src:Path, dst:Path)->bool:
     try: dst.parent.mkdir(parents=True, exist_ok=True); shutil.move(str(src), str(dst)); return True
     except OSError as e: warnings.warn(f"could not move {src} to {dst}: {e}"); return False
 
-# %% ../nbs/06_cleaner.ipynb #09b3ac5f
+# %% ../nbs/06_cleaner.ipynb #5533f03b
 @patch
 def undo_apply(self:Cleaner)->pd.DataFrame:
     "Move the files of the latest apply back and rewrite its `cleaned.csv`; the decisions stay"
@@ -444,7 +449,7 @@ def undo_apply(self:Cleaner)->pd.DataFrame:
     if rec.get('csv'): _write_csv(self.cleaned(), rec['csv'])
     return pd.DataFrame(rows, columns=['path', 'was_at', 'status'])
 
-# %% ../nbs/06_cleaner.ipynb #78c65135
+# %% ../nbs/06_cleaner.ipynb #413abeb7
 def thumbnail(path:str|Path, # an image file
               size:int=128, # length of the long side, in pixels
              )->bytes:
@@ -456,7 +461,7 @@ def thumbnail(path:str|Path, # an image file
     im = im.resize((max(1, round(im.width*s)), max(1, round(im.height*s))), Image.NEAREST if s > 1 else Image.LANCZOS)
     buf = io.BytesIO(); im.save(buf, 'PNG'); return buf.getvalue()
 
-# %% ../nbs/06_cleaner.ipynb #f7eaa1ea
+# %% ../nbs/06_cleaner.ipynb #f04c518e
 def _num(v): return v is not None and not (isinstance(v, float) and np.isnan(v))
 def _str(v): return v if isinstance(v, str) else None
 
@@ -477,7 +482,7 @@ def _pair_caption(r):
     s = 'exact duplicate' if r.get('kind') == 'exact' else f"cosine {r['sim']:.3f}" if _num(r.get('sim')) else 'pair'
     return s + (" · <b style='color:#c00'>LEAKAGE across splits</b>" if r.get('leakage') else '')
 
-# %% ../nbs/06_cleaner.ipynb #57789894
+# %% ../nbs/06_cleaner.ipynb #4e6cd425
 def _img(path, size): return f"<img src='data:image/png;base64,{base64.b64encode(thumbnail(path, size)).decode()}' style='display:block'>"
 
 def _figure(body, cap, width):
@@ -492,7 +497,7 @@ def _html_cell(self:Cleaner, i, r, size):
     imgs = f"<div style='display:flex;gap:4px'>{_figure(_img(r['path'], size), caption(r), size)}{_figure(_img(r['path_b'], size), caption(r, '_b'), size)}</div>"
     return _figure(imgs, f"{_pair_caption(r)}<br>choice: <b>{_str(r.get('choice')) or '-'}</b>", 2*size+4)
 
-# %% ../nbs/06_cleaner.ipynb #d0f1ce7b
+# %% ../nbs/06_cleaner.ipynb #2c1d7134
 @patch
 def status(self:Cleaner)->str:
     "One line: reviewed so far, batch number and filters"
@@ -511,10 +516,10 @@ def gallery_html(self:Cleaner, size:int=96, # thumbnail size in pixels
 @patch
 def _repr_html_(self:Cleaner): return self.gallery_html()
 
-# %% ../nbs/06_cleaner.ipynb #98afda0c
+# %% ../nbs/06_cleaner.ipynb #7ad96f71
 import ipywidgets as widgets
 
-# %% ../nbs/06_cleaner.ipynb #88a086d5
+# %% ../nbs/06_cleaner.ipynb #0c02f92b
 def _filter_dropdown(name, vals, current):
     "A filter dropdown whose first option, 'all', means no filter (selected by index: a None value shows blank)"
     opts = [(f'all {name}es' if name.endswith('s') else f'all {name}s', None)] + [(str(o), o) for o in vals]
@@ -535,7 +540,7 @@ class ImageCleaner(widgets.VBox):
         super().__init__([widgets.HBox([self.class_filter, self.split_filter]), widgets.HBox([self.prev_btn, self.next_btn, self.undo_btn, self.info]), self.grid])
         self.add_class('imgclf-cleaner'); self._wire(); self.render()
 
-# %% ../nbs/06_cleaner.ipynb #4b845561
+# %% ../nbs/06_cleaner.ipynb #c2e4aab2
 @patch
 def _wire(self:ImageCleaner):
     self.class_filter.observe(lambda ch: self._filter(), 'value')
@@ -555,7 +560,7 @@ def _do(self:ImageCleaner, f, *args, rerender=True):
 @patch
 def _filter(self:ImageCleaner): self._do(self.cleaner.filter, self.class_filter.value, self.split_filter.value)
 
-# %% ../nbs/06_cleaner.ipynb #f3ab6d30
+# %% ../nbs/06_cleaner.ipynb #71b9399a
 @patch
 def _card(self:ImageCleaner, i, r):
     c, img = self.cleaner, lambda p: widgets.Image(value=thumbnail(p, self.size), format='png')
@@ -578,7 +583,7 @@ def render(self:ImageCleaner):
     self.grid.children = [self._card(i, r) for i, r in zip(b.index, b.to_dict('records'))]
     self.info.value = html.escape(self.cleaner.status())
 
-# %% ../nbs/06_cleaner.ipynb #74d83f18
+# %% ../nbs/06_cleaner.ipynb #280d5db3
 @patch
 def _repr_mimebundle_(self:ImageCleaner, **kwargs):
     data = super(ImageCleaner, self)._repr_mimebundle_(**kwargs)
@@ -592,7 +597,7 @@ def show(self:Cleaner, ncols:int=4, # images per row
     "The interactive review widget for this cleaner"
     return ImageCleaner(self, ncols=ncols, size=size)
 
-# %% ../nbs/06_cleaner.ipynb #f79b3f13
+# %% ../nbs/06_cleaner.ipynb #f791160b
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -608,7 +613,7 @@ def exact_duplicates(paths:list, # image files
     for i, h in enumerate(hashes): groups.setdefault(h, []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=len, reverse=True)
 
-# %% ../nbs/06_cleaner.ipynb #ea48472c
+# %% ../nbs/06_cleaner.ipynb #fb24992a
 @functools.lru_cache(maxsize=None)
 def _lowp(device):
     "The fastest dtype for the bound pass on `device`, and its safety margin (measured once per device)"
@@ -622,7 +627,7 @@ def _lowp(device):
     except RuntimeError: fast = False
     return (torch.bfloat16, 2**-6) if fast else (torch.float32, 1e-4)
 
-# %% ../nbs/06_cleaner.ipynb #607e5bcb
+# %% ../nbs/06_cleaner.ipynb #b291f1ba
 def _rotate(E, device, bs=8192):
     "Unit-normalise the rows of `E` and rotate them onto their principal axes (dot products unchanged)"
     n, d = E.shape
@@ -647,7 +652,7 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
         if best is None or cost < best[0]: best = (cost, h)
     return best[1]
 
-# %% ../nbs/06_cleaner.ipynb #12536dad
+# %% ../nbs/06_cleaner.ipynb #473b7a7c
 def _candidates(S, thr, dt):
     "Positions (row, col) in the block `S` of bounds at or above `thr`"
     if dt == torch.bfloat16: mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
@@ -666,7 +671,7 @@ def _check(R, ii, jj, threshold, chunk=16384):
         out.append(torch.stack([i[m].double(), j[m].double(), sims[m].double()], 1).cpu())
     return out
 
-# %% ../nbs/06_cleaner.ipynb #8b4f3c37
+# %% ../nbs/06_cleaner.ipynb #c50d33f4
 def near_duplicates(emb, # (N, D) embeddings (array or tensor)
                     threshold:float=0.95, # cosine similarity at or above which a pair is reported
                     block:int=1024, # rows per block (memory: `block` x N bound values)
@@ -689,7 +694,7 @@ def near_duplicates(emb, # (N, D) embeddings (array or tensor)
     H = torch.cat([R[:, :h], R[:, h:].norm(dim=1, keepdim=True)], 1).to(dt)
     return _search(R, H, threshold, margin, dt, block, out)
 
-# %% ../nbs/06_cleaner.ipynb #051288cb
+# %% ../nbs/06_cleaner.ipynb #0d04fcc2
 def _search(R, H, threshold, margin, dt, block, out):
     "The block loop of `near_duplicates`: bounds in low precision, then exact float32 checks"
     found, n = [], len(R)
@@ -706,7 +711,7 @@ def _search(R, H, threshold, margin, dt, block, out):
     out = pd.DataFrame(dict(i=a[:, 0].astype(int), j=a[:, 1].astype(int), sim=a[:, 2].astype(np.float32)))
     return out.sort_values(['sim', 'i', 'j'], ascending=[False, True, True], ignore_index=True)
 
-# %% ../nbs/06_cleaner.ipynb #6ae9a0a9
+# %% ../nbs/06_cleaner.ipynb #b4e0f03d
 def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, head)`
                items, # image paths
                bs:int=64, # batch size
@@ -725,7 +730,7 @@ def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, h
     finally: body.train(was)
     return torch.cat(out) if out else torch.zeros(0, 0)
 
-# %% ../nbs/06_cleaner.ipynb #433f514a
+# %% ../nbs/06_cleaner.ipynb #a751f748
 def duplicate_pairs(paths:list, # image files
                     emb=None, # (N, D) embeddings of the same images (None: exact duplicates only)
                     splits:list|None=None, # the split of each image, to flag leakage
@@ -747,7 +752,7 @@ def duplicate_pairs(paths:list, # image files
     return pd.DataFrame(dict(path=[paths[i] for i in df.i], path_b=[paths[j] for j in df.j], sim=df.sim.astype(float), kind=df.kind,
                              leakage=(sp[df.i.values] != sp[df.j.values]) if sp is not None and len(df) else False))
 
-# %% ../nbs/06_cleaner.ipynb #06855248
+# %% ../nbs/06_cleaner.ipynb #3e272ce7
 def dataset_table(dls, # fastai `DataLoaders` (imgclf's, or any whose items are file paths)
                  )->pd.DataFrame:
     "Every image of `dls` once: path, label, split (imgclf's `dls.table`, else read from the datasets)"
@@ -768,7 +773,7 @@ def _data_kwargs(dls):
     if src.get('kind') in ('df', 'name_re'): return dict(root=src.get('folder') or src.get('path'), labelled_by='csv')
     return {}
 
-# %% ../nbs/06_cleaner.ipynb #7490d6d7
+# %% ../nbs/06_cleaner.ipynb #4776d591
 def from_similars(source, # a `Learner` (embeds its images with its body), (N, D) embeddings, or None (exact duplicates only)
                   items=None, # the N image paths (default with a `Learner`: every image of its DataLoaders)
                   labels=None, # their labels (default: from the DataLoaders, else the folder names)
@@ -777,6 +782,7 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
                   exact:bool=True, # also pair byte-identical files (content hash)
                   max_pairs:int|None=500, # review at most this many near-duplicate pairs (the most similar)
                   bs:int=64, # batch size for the embeddings
+                  num_workers:int|None=None, # data loading workers for the embeddings (None: fastai's default)
                   **kwargs, # passed on to `Cleaner` (ledger, bs, root, ...)
                  )->Cleaner:
     "A `Cleaner` in duplicates mode over exact and near-duplicate pairs"
@@ -784,7 +790,7 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
     if hasattr(source, 'model') and hasattr(source, 'dls'):
         table, kw = dataset_table(source.dls), _data_kwargs(source.dls)
         if items is not None: table = table.set_index('path').reindex([_abs(p) for p in items]).reset_index()
-        emb = embeddings(source, table.path, bs=bs, num_workers=kwargs.pop('num_workers', None))
+        emb = embeddings(source, table.path, bs=bs, num_workers=num_workers)
     else:  # embeddings, or None for exact duplicates only
         if items is None: raise ConfigError("embeddings given without items", "pass items=the image paths, in the same order as the embeddings")
         emb, table = source, pd.DataFrame(dict(path=[_abs(p) for p in items], label=labels if labels is not None else [Path(p).parent.name for p in items]))
@@ -792,7 +798,7 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
     pairs = duplicate_pairs(table.path, emb, table.split if 'split' in table else None, threshold, exact, max_pairs)
     return Cleaner(pairs, table, **{**kw, 'source': 'similars', **kwargs})
 
-# %% ../nbs/06_cleaner.ipynb #525c98ad
+# %% ../nbs/06_cleaner.ipynb #67c2622a
 def label_issues(probs, # (N, C) held-out predicted probabilities
                  labels, # (N,) given labels, as class indices
                 )->pd.DataFrame:
@@ -810,7 +816,7 @@ def label_issues(probs, # (N, C) held-out predicted probabilities
                            typical=typical[y], score=conf/typical[y], issue=issue))
     return df.iloc[np.lexsort((df.score.values, ~df.issue.values))]
 
-# %% ../nbs/06_cleaner.ipynb #5db216ff
+# %% ../nbs/06_cleaner.ipynb #d0694627
 def _folds(y, folds, seed):
     "Stratified fold number of each item"
     rng, f = np.random.default_rng(seed), np.zeros(len(y), int)
@@ -826,7 +832,7 @@ def _softmax_regression(X, y, c, wd, iters):
     opt.step(closure)
     return W.detach(), b.detach()
 
-# %% ../nbs/06_cleaner.ipynb #4b45a932
+# %% ../nbs/06_cleaner.ipynb #099a9eb4
 def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
                     labels, # (N,) given labels, as class indices
                     n_classes:int|None=None, # number of classes (default: max label + 1)
@@ -851,7 +857,7 @@ def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
         out[te.numpy()] = torch.softmax((X[te]-mu)/sd @ W + b, 1).numpy()
     return out
 
-# %% ../nbs/06_cleaner.ipynb #dfe729a7
+# %% ../nbs/06_cleaner.ipynb #738448f1
 def _label_issue_queue(probs, y, paths, vocab, splits, n):
     r = label_issues(probs, y).iloc[:n]
     q = pd.DataFrame(dict(path=[str(paths[i]) for i in r.index], label=[vocab[i] for i in r.label], suggested=[vocab[i] for i in r.suggested],
@@ -859,7 +865,7 @@ def _label_issue_queue(probs, y, paths, vocab, splits, n):
     if splits is not None: q['split'] = [splits[i] for i in r.index]
     return q
 
-# %% ../nbs/06_cleaner.ipynb #2e873824
+# %% ../nbs/06_cleaner.ipynb #f961844b
 def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-out probabilities
                       labels=None, # with probabilities: the N given labels (class indices or names)
                       items=None, # with probabilities: the N image paths
@@ -867,10 +873,11 @@ def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-ou
                       n:int|None=100, # queue the top `n` of the ranking (None: every image)
                       folds:int=5, # with a `Learner`: cross-validation folds
                       bs:int=64, # with a `Learner`: batch size for the embeddings
+                      num_workers:int|None=None, # with a `Learner`: data loading workers (None: fastai's default)
                       **kwargs, # passed on to `Cleaner` (ledger, bs, root, ...)
                      )->Cleaner:
     "A `Cleaner` over the images whose given label is least plausible under held-out predictions"
-    kw, splits, items_df, nw = {}, None, None, kwargs.pop('num_workers', None)
+    kw, splits, items_df = {}, None, None
     if hasattr(source, 'probs') and hasattr(source, 'targets'):
         probs, y, vocab, items, splits = source.probs.numpy(), source.targets.numpy(), source.vocab, source.items, [source.split]*len(source.targets)
         if items is None: raise DataError("the Interpreter has no item paths", "build it with Interpreter.from_learner on imgclf DataLoaders")
@@ -878,7 +885,7 @@ def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-ou
     elif hasattr(source, 'model') and hasattr(source, 'dls'):
         items_df, kw, vocab = dataset_table(source.dls), _data_kwargs(source.dls), [str(o) for o in source.dls.vocab]
         y = items_df.label.map({v: i for i, v in enumerate(vocab)}).values
-        probs = cross_val_probs(embeddings(source, items_df.path, bs=bs, num_workers=nw), y, len(vocab), folds)
+        probs = cross_val_probs(embeddings(source, items_df.path, bs=bs, num_workers=num_workers), y, len(vocab), folds)
         items, splits = items_df.path.tolist(), items_df.split.tolist()
     else: probs, y, vocab = _probs_args(source, labels, items, vocab)
     q = _label_issue_queue(probs, y, items, [str(v) for v in vocab], splits, n)
@@ -892,7 +899,7 @@ def _probs_args(probs, labels, items, vocab):
     y = np.array([o2i[str(l)] if str(l) in o2i else int(l) for l in labels])
     return probs, y, vocab
 
-# %% ../nbs/06_cleaner.ipynb #6ff0e45d
+# %% ../nbs/06_cleaner.ipynb #2681749a
 def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
                    n:int|None=100, # review the `n` highest losses (None: every image)
                    **kwargs, # passed on to `Cleaner` (ledger, bs, root, ...)

@@ -8,8 +8,14 @@ __all__ = ['REPORT_FILES', 'QUEUE_COLS', 'DEMO', 'SMOKE', 'error_line', 'Parser'
            'write_report', 'train', 'summary', 'demo', 'lr_find_cmd', 'model_dir', 'interpret_cmd', 'clean_cmd',
            'export_cmd', 'predict_cmd', 'format_predictions', 'serve_cmd', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #3e1d9b48
-import os, io, sys, json, time, socket, argparse, warnings, contextlib
+# %% ../nbs/09_cli.ipynb #073a0d64
+import warnings
+
+# %% ../nbs/09_cli.ipynb #86558253
+warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning) # fastai's layers on torch >= 2.9: noise in a terminal
+
+# %% ../nbs/09_cli.ipynb #b2795e4b
+import os, io, sys, json, time, socket, argparse, contextlib
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
@@ -26,7 +32,7 @@ from .interpret import Interpreter, track_history, plot_loss
 from .cleaner import Cleaner, PAIR_CHOICES, from_toplosses, from_label_issues, from_similars, dataset_table
 from .export import export_model, load_model, load_config, CONFIG
 
-# %% ../nbs/09_cli.ipynb #7d674945
+# %% ../nbs/09_cli.ipynb #4af85f7a
 def error_line(e:ImgclfError, # the error to report
                max_len:int=400, # cut the problem at this many characters
               )->str:
@@ -36,13 +42,13 @@ def error_line(e:ImgclfError, # the error to report
     if len(msg) > max_len: msg = msg[:max_len-3] + '...'
     return f"imgclf: error: {msg}" + (f" (fix: {e.fix})" if e.fix else '')
 
-# %% ../nbs/09_cli.ipynb #30c57b13
+# %% ../nbs/09_cli.ipynb #6f5a41c4
 class Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are `ConfigError`s (printed by `main` as one line, exit code 2)"
     def error(self, message):
         raise ConfigError(message, f"see `{self.prog} --help`")
 
-# %% ../nbs/09_cli.ipynb #06d2461b
+# %% ../nbs/09_cli.ipynb #ded4dd23
 def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_test):
     if not data.exists(): raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
     if csv is not None and label_re: raise ConfigError("--csv and --label-re both given", "labels come from the CSV or from the file names: pass one of them")
@@ -50,14 +56,14 @@ def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_te
     if data.is_file() and data.suffix.lower() != '.csv': raise DataError(f"{data} is a file, not a folder or a .csv", "pass the dataset folder, or a CSV of path,label[,split]")
     if valid_pct is not None and not 0 < valid_pct < 1: raise ConfigError(f"--valid-pct {valid_pct} is not between 0 and 1", "pass e.g. --valid-pct 0.2")
 
-# %% ../nbs/09_cli.ipynb #37e5294c
+# %% ../nbs/09_cli.ipynb #cd100f7f
 def _test_folder(data, test, valid_pct):
     "The labelled test folder: `test` ('' for none), else `test/` when `DATA` has split folders"
     if test == '': return None
     if test is not None: return test
     return 'test' if (data/'test').is_dir() and ((data/'train').is_dir()) else None
 
-# %% ../nbs/09_cli.ipynb #4d9af3ad
+# %% ../nbs/09_cli.ipynb #b5045e1d
 @delegates(from_folder, but=['path', 'train', 'valid', 'test', 'valid_pct', 'merge_valid_test'])
 def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths and labels
               csv:str|Path|None=None, # a CSV of `path,label[,split]` with paths relative to `data`
@@ -77,7 +83,7 @@ def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths an
     if merge_valid_test and test is None: raise ConfigError(f"--merge-valid-test needs a test folder, and {data} has no test/", "add DATA/test/<class>/<image>, or pass --test NAME")
     return from_folder(data, valid=valid, test=test, valid_pct=valid_pct, merge_valid_test=merge_valid_test, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #763e459c
+# %% ../nbs/09_cli.ipynb #09801bbb
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
                 'classification_report.csv', 'review_queue.csv', 'dataset.csv', 'model')
 
@@ -97,7 +103,7 @@ def _command_of(out):
     try: return json.loads((Path(out)/'metrics.json').read_text()).get('command')
     except (OSError, ValueError, AttributeError): return None
 
-# %% ../nbs/09_cli.ipynb #2d1ea191
+# %% ../nbs/09_cli.ipynb #72fc0d56
 def save_figure(fig, # a matplotlib figure
                 fn:str|Path, # the PNG to write
                 dpi:int=80, # resolution: the report's figures are small
@@ -109,7 +115,7 @@ def save_figure(fig, # a matplotlib figure
 
 def _save_table(df, fn, index=True): atomic_write(fn, df.to_csv(index=index)); return Path(fn)
 
-# %% ../nbs/09_cli.ipynb #3ca16b49
+# %% ../nbs/09_cli.ipynb #cdf6b826
 class EpochLine(Callback):
     "Print one line per epoch: losses, metrics and time (the progress report without progress bars)"
     order = 60 # after the Recorder has the epoch's values
@@ -123,7 +129,7 @@ class EpochLine(Callback):
         stage = 'frozen' if getattr(self.opt, 'frozen_idx', 0) else 'unfrozen'
         print(f"  epoch {self.done}/{self.total or '?'} ({stage}): {stats}  ({time.time()-self.t0:.0f}s)", flush=True)
 
-# %% ../nbs/09_cli.ipynb #d369beed
+# %% ../nbs/09_cli.ipynb #4832ec75
 @contextlib.contextmanager
 def progress_ctx(learn, # the learner about to train
                  progress:bool|None=None, # fastai's bars; None: when stdout is a terminal; False: `EpochLine`
@@ -135,7 +141,7 @@ def progress_ctx(learn, # the learner about to train
     if progress and not quiet and not rank_distrib(): yield; return
     with learn.no_bar(), learn.no_logging(), learn.added_cbs([] if quiet else [EpochLine(total)]): yield
 
-# %% ../nbs/09_cli.ipynb #cf4af53a
+# %% ../nbs/09_cli.ipynb #990f7dc5
 def _check_lr_arg(lr):
     if isinstance(lr, str) and lr in ('auto', *SUGGESTIONS): return lr
     try: lr = float(lr)
@@ -149,7 +155,7 @@ def _check_train_args(epochs, freeze_epochs, lr, review):
     if epochs + freeze_epochs < 1: raise ConfigError("--epochs 0 and --freeze-epochs 0: nothing to train", "pass --epochs 1 or more")
     return _check_lr_arg(lr)
 
-# %% ../nbs/09_cli.ipynb #4cc5436d
+# %% ../nbs/09_cli.ipynb #b78a602b
 def choose_lr(learn, # the learner, frozen as it will start training
               lr='auto', # a float, 'auto' (the recommendation) or a suggestion name ('valley', 'minimum', ...)
               num_it:int=100, # iterations of the LR finder
@@ -164,7 +170,7 @@ def choose_lr(learn, # the learner, frozen as it will start training
     if lr not in res.suggestions: raise ConfigError(f"the LR finder has no {lr!r} suggestion on this run (it has {list(res.suggestions)})", "pass --lr auto or a number")
     return res.suggestions[lr], res
 
-# %% ../nbs/09_cli.ipynb #b051c01e
+# %% ../nbs/09_cli.ipynb #cf870469
 def fine_tune(learn, # a learner from `build_learner`
               epochs:int, # epochs with every layer trainable
               lr:float, # the learning rate of the frozen stage (the unfrozen stage uses `lr/2` at the head)
@@ -180,7 +186,7 @@ def fine_tune(learn, # a learner from `build_learner`
     if epochs: fit_unfrozen(learn, epochs, slice(lr/2/lr_mult, lr/2), pct_start=0.3, div=5.)
     return learn
 
-# %% ../nbs/09_cli.ipynb #6e9876b9
+# %% ../nbs/09_cli.ipynb #1cb908ec
 def interpret_learner(learn)->dict:
     "{'valid': Interpreter, 'test': Interpreter (when `learn.dls` has a labelled test set)}"
     res = {'valid': Interpreter.from_learner(learn, ds_idx=1)}
@@ -190,7 +196,7 @@ def interpret_learner(learn)->dict:
 def _split_metrics(it:Interpreter)->dict:
     return dict(accuracy=round(it.accuracy, 6), error_rate=round(1-it.accuracy, 6), loss=round(float(it.losses.mean()), 6), n=len(it))
 
-# %% ../nbs/09_cli.ipynb #75ed2993
+# %% ../nbs/09_cli.ipynb #6c9d7c7c
 def write_plots(interp:Interpreter, # the predictions to draw (the learner's, for the loss curve)
                 out:str|Path, # the report folder
                 k:int=9, # images in `top_losses.png`
@@ -203,7 +209,7 @@ def write_plots(interp:Interpreter, # the predictions to draw (the learner's, fo
     files.append(_save_table(interp.classification_report().round(4), out/'classification_report.csv'))
     return files
 
-# %% ../nbs/09_cli.ipynb #ac0be598
+# %% ../nbs/09_cli.ipynb #738e1b2e
 QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b', 'split_b', 'sim', 'leakage', 'decision']
 
 def _singles(interp, n, ledger):
@@ -216,7 +222,7 @@ def _singles(interp, n, ledger):
     for c in ('label', 'split'): both[c] = both[c].fillna(both.path.map(dict(zip(li.path, li[c]))))
     return both.drop(columns='kind_li')
 
-# %% ../nbs/09_cli.ipynb #6eb24a29
+# %% ../nbs/09_cli.ipynb #abde0b1b
 def _pairs(source, interp, duplicates, n, ledger, bs):
     "Exact (and with `duplicates='near'`, near-) duplicate pairs over every image of the dataset"
     learn = interp.learn
@@ -241,7 +247,7 @@ def review_queue(interp:Interpreter, # cached predictions of held-out images (wi
     q = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=QUEUE_COLS)
     return q.reindex(columns=QUEUE_COLS).assign(decision='')
 
-# %% ../nbs/09_cli.ipynb #123da619
+# %% ../nbs/09_cli.ipynb #4cc027b6
 def _metrics(interps, learn, lr, lr_res, command):
     m = dict(command=command, accuracy=None, arch=learn.imgclf['arch'], pretrained=learn.imgclf['pretrained'],
              size=learn.dls.imgclf.get('size'), classes=len(learn.dls.vocab), lr=lr, lr_source='lr_find' if lr_res else 'given')
@@ -250,7 +256,7 @@ def _metrics(interps, learn, lr, lr_res, command):
     m['accuracy_on'] = 'test' if 'test' in m else 'valid'
     return m
 
-# %% ../nbs/09_cli.ipynb #36dd0a3e
+# %% ../nbs/09_cli.ipynb #b1063ede
 def write_report(learn, # a trained learner (with a `TrainingHistory`)
                  out:str|Path, # the report folder (already prepared)
                  lr:float, # the learning rate it was trained with
@@ -277,7 +283,7 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
                            files=sorted(p.name for p in out.iterdir() if not p.name.startswith('.')), **(extra or {})), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #2d8ecfa1
+# %% ../nbs/09_cli.ipynb #46bfa968
 def _distributed(*names):
     "`imgclf.distributed`, imported now, checked to have `names`"
     try: from imgclf import distributed as dist
@@ -288,7 +294,7 @@ def _distributed(*names):
     if missing: raise ConfigError(f"imgclf.distributed has no {', '.join(missing)}", "train without the options that need it, or upgrade imgclf")
     return dist
 
-# %% ../nbs/09_cli.ipynb #20d084ce
+# %% ../nbs/09_cli.ipynb #87bc1ed8
 def _broadcast(dist, value):
     "`value` from the first process, on every process (a no-op in one process)"
     f = getattr(dist, 'broadcast_object', None)
@@ -298,7 +304,7 @@ def _broadcast(dist, value):
     obj = [value]; td.broadcast_object_list(obj, src=0)
     return obj[0]
 
-# %% ../nbs/09_cli.ipynb #ced71cf9
+# %% ../nbs/09_cli.ipynb #8367622d
 def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resume, auto_batch):
     "Train in one process, or hand the run to `imgclf.distributed` (checkpoints, resume, several processes)"
     if dist is None: return fine_tune(learn, epochs, lr, freeze_epochs, lr_mult)
@@ -308,7 +314,7 @@ def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resu
 def _say(quiet, *args):
     if not quiet and not rank_distrib(): print(*args, flush=True)
 
-# %% ../nbs/09_cli.ipynb #c96a2f99
+# %% ../nbs/09_cli.ipynb #522ee878
 def _setup(data, seed, arch, pretrained, weights, device, data_kwargs):
     "Seeded data and learner: the same on every process of a distributed run"
     set_seed(seed)
@@ -318,7 +324,7 @@ def _setup(data, seed, arch, pretrained, weights, device, data_kwargs):
     learn.imgclf['seed'] = seed
     return learn
 
-# %% ../nbs/09_cli.ipynb #94ccc778
+# %% ../nbs/09_cli.ipynb #76a9582b
 def _lr_stage(learn, lr, num_it, out, run_dir, resume, rank0):
     "The learning rate: found on the first process only (on resume: the one saved in `run_dir`)"
     saved = Path(run_dir)/'imgclf-lr.json' if run_dir else None
@@ -328,12 +334,12 @@ def _lr_stage(learn, lr, num_it, out, run_dir, resume, rank0):
     if saved is not None: save_json(dict(lr=lr, lr_find=res.as_dict() if res else None), saved)
     return lr, res
 
-# %% ../nbs/09_cli.ipynb #b5bccfa7
+# %% ../nbs/09_cli.ipynb #0242dcc6
 def _describe_data(dls):
     n = {k: sum(v.values()) for k, v in dls.class_counts.items()}
     return f"{' / '.join(f'{v} {k}' for k, v in n.items())} images, {len(dls.vocab)} classes, {dls.imgclf['size']} px"
 
-# %% ../nbs/09_cli.ipynb #b5734dda
+# %% ../nbs/09_cli.ipynb #0a578ef6
 @delegates(load_data, but=['seed'])
 def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layouts)
           out:str|Path='imgclf-report', # the report folder
@@ -380,7 +386,7 @@ def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layo
     m['seconds'] = round(time.time() - t0, 1); save_json(m, out/'metrics.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #09512dc9
+# %% ../nbs/09_cli.ipynb #c7bac63a
 def summary(m:dict, # the metrics `train` returned
             out:str|Path, # the report folder
            )->str:
@@ -395,15 +401,15 @@ def summary(m:dict, # the metrics `train` returned
              f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`"]
     return '\n'.join(lines)
 
-# %% ../nbs/09_cli.ipynb #651ffd08
+# %% ../nbs/09_cli.ipynb #453fb887
 DEMO = dict(size=48, bs=32, epochs=3, freeze_epochs=0, lr='auto', num_it=60, lr_mult=10, preset='none', num_workers=0, cache='memory', duplicates='near', review=50)
-SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=12, preset='none', num_workers=0, cache='memory', duplicates='near', review=10)
+SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0, cache='memory', duplicates='near', review=10)
 
 def _demo_data(smoke):
     if smoke: return sample_digits(imgclf_home()/'data'/'digits-smoke', n_train=4, n_valid=2, n_test=2)
     return sample_digits()
 
-# %% ../nbs/09_cli.ipynb #775d22ed
+# %% ../nbs/09_cli.ipynb #9074cd68
 def demo(out:str|Path='imgclf-report', # the report folder (a previous demo report there is replaced)
          smoke:bool=False, # a seconds-long run of every step on a few images (checks the install; used by CI)
          progress:bool|None=None, # progress bars (None: when stdout is a terminal)
@@ -417,7 +423,7 @@ def demo(out:str|Path='imgclf-report', # the report folder (a previous demo repo
     if not quiet: print(summary(m, out))
     return m
 
-# %% ../nbs/09_cli.ipynb #2c477920
+# %% ../nbs/09_cli.ipynb #56d83024
 @delegates(load_data, but=['seed'])
 def lr_find_cmd(data:str|Path, # a dataset folder or CSV
                 out:str|Path='imgclf-lr-find', # where `lr_find.png` and `lr_find.json` go
@@ -438,7 +444,7 @@ def lr_find_cmd(data:str|Path, # a dataset folder or CSV
     save_figure(res.plot().figure, out/'lr_find.png'); save_json(res.as_dict(), out/'lr_find.json')
     return res
 
-# %% ../nbs/09_cli.ipynb #c1a038c8
+# %% ../nbs/09_cli.ipynb #721a4a7e
 def model_dir(path:str|Path)->Path:
     "The model folder `path`, or `path/model` when `path` is a report folder"
     p = Path(path).expanduser()
@@ -451,7 +457,7 @@ def _pick_split(table, dls, split):
     if not len(rows): raise ConfigError(f"no {split} images in the data (splits: {sorted(table.split.unique())})", "pass --split with one of them, or all")
     return rows.reset_index(drop=True), split
 
-# %% ../nbs/09_cli.ipynb #121ae640
+# %% ../nbs/09_cli.ipynb #3a943c36
 @delegates(load_data, but=['size', 'seed'])
 def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or a report folder)
                   data:str|Path, # labelled images, in any layout `train` reads
@@ -475,7 +481,7 @@ def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or
     save_json(m, out/'metrics.json'); save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=m), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #cd57cd75
+# %% ../nbs/09_cli.ipynb #07b9bf63
 def _cleaner_kwargs(report):
     "Root folder and label source of the dataset a report was made from (for the cleaner)"
     try: src = json.loads((report/'manifest.json').read_text())['data'].get('source') or {}
@@ -490,7 +496,7 @@ def _read_report(report):
     q = pd.read_csv(report/'review_queue.csv', dtype={'decision': str, 'label': str, 'label_b': str}, keep_default_na=False)
     return q, pd.read_csv(report/'dataset.csv', dtype={'label': str})
 
-# %% ../nbs/09_cli.ipynb #ff609a14
+# %% ../nbs/09_cli.ipynb #0df4f8cb
 def _decide_singles(q, items, kw, ledger):
     rows = q[(q.path_b == '') & (q.decision.str.strip() != '')]
     cl = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli', **kw)
@@ -511,7 +517,7 @@ def _decide_pairs(q, items, kw, ledger):
         if cl._pairs.get((cl.key(r.path), cl.key(r.path_b))) != c: cl.decide_pair(i, c)
     return len(rows)
 
-# %% ../nbs/09_cli.ipynb #83cde850
+# %% ../nbs/09_cli.ipynb #cc815c76
 def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `interpret`) whose review_queue.csv has decisions
               apply:bool=False, # carry the decisions out (default: a dry run that shows the plan)
               move_files:bool=False, # also move relabelled images between class folders and deleted ones to quarantine
@@ -530,7 +536,7 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
         if apply: print(f"retrain with: imgclf train {report/'cleaned.csv'}")
     return plan
 
-# %% ../nbs/09_cli.ipynb #5ae22742
+# %% ../nbs/09_cli.ipynb #4d37ffa0
 def export_cmd(model:str|Path, # a model folder (or a report folder)
                onnx:str|Path|None=None, # also write the model as ONNX to this file
               )->dict:
@@ -543,7 +549,7 @@ def export_cmd(model:str|Path, # a model folder (or a report folder)
     if onnx: print(f"wrote {clf.export_onnx(onnx)}")
     return c
 
-# %% ../nbs/09_cli.ipynb #430dcb73
+# %% ../nbs/09_cli.ipynb #efb83931
 def _expand(images):
     files = []
     for p in map(lambda o: Path(o).expanduser(), images):
@@ -557,7 +563,7 @@ def _predict_one(clf, f, k):
     try: return dict(path=str(f), **clf.predict(f, k).to_dict())
     except ImgclfError as e: return dict(path=str(f), error=str(e.problem))
 
-# %% ../nbs/09_cli.ipynb #b4ab8f28
+# %% ../nbs/09_cli.ipynb #35e93134
 def predict_cmd(model:str|Path, # a model folder (or a report folder)
                 images:list, # image files and folders
                 k:int=3, # how many classes to list per image
@@ -577,7 +583,7 @@ def format_predictions(res:list)->str:
     return '\n'.join(f"{r['path']:<{w}}  " + (f"ERROR {r['error']}" if 'error' in r else
                      f"{r['label']:<12} {r['probability']:.3f}   " + ', '.join(f"{t['label']} {t['probability']:.3f}" for t in r['top'])) for r in res)
 
-# %% ../nbs/09_cli.ipynb #89fd8018
+# %% ../nbs/09_cli.ipynb #dd38f6be
 def _check_port(host, port):
     if not 0 < port < 65536: raise ConfigError(f"--port {port} is not a port number", "pass a port between 1 and 65535, e.g. --port 8000")
     with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
@@ -594,7 +600,7 @@ def serve_cmd(model:str|Path, # a model folder (or a report folder)
     path = model_dir(model); load_config(path); _check_port(host, port)
     serve(path, host=host, port=port, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #06b80fca
+# %% ../nbs/09_cli.ipynb #ecb5cdb7
 def _fmt(): return dict(formatter_class=argparse.RawDescriptionHelpFormatter)
 
 def _epilog(*lines): return 'examples:\n' + '\n'.join(f"  {l}" for l in lines)
@@ -612,7 +618,7 @@ def _data_args(p, size=True):
     g.add_argument('--num-workers', type=int, metavar='N', help="data loading processes (default: fastai's)")
     return g
 
-# %% ../nbs/09_cli.ipynb #c228cf17
+# %% ../nbs/09_cli.ipynb #fab3e2ce
 def _pipeline_args(g):
     g.add_argument('--oversample', action='store_true', help='repeat training images of smaller classes to balance the classes')
     g.add_argument('--preset', choices=list(PRESETS), default='default', help="augmentation: default, medical (no flips, gentle) or none")
@@ -627,7 +633,7 @@ def _model_args(p):
     g.add_argument('--seed', type=int, default=42, help='seed of the split, the initialisation and the data order (default: 42)')
     g.add_argument('--device', help='cpu, cuda, cuda:N or mps (default: the best available; or IMGCLF_DEVICE)')
 
-# %% ../nbs/09_cli.ipynb #8e445ce2
+# %% ../nbs/09_cli.ipynb #428c1060
 def _train_args(p):
     g = p.add_argument_group('training')
     g.add_argument('--epochs', type=int, default=3, help='epochs with every layer trainable (default: 3)')
@@ -643,7 +649,7 @@ def _train_args(p):
     g.add_argument('--resume', metavar='RUN_DIR', help='continue the run checkpointed in RUN_DIR (same command otherwise)')
     g.add_argument('--auto-batch', action='store_true', help='on a CUDA out-of-memory error, halve the batch size and go on')
 
-# %% ../nbs/09_cli.ipynb #b539f020
+# %% ../nbs/09_cli.ipynb #59fe36e7
 def _out_args(p, default, overwrite=True):
     p.add_argument('--out', default=default, metavar='DIR', help=f'the report folder (default: {default})')
     if overwrite: p.add_argument('--overwrite', action='store_true', help='replace a report already in DIR')
@@ -656,7 +662,7 @@ def _data_kwargs(a):
     if hasattr(a, 'size'): kw['size'] = a.size
     return kw
 
-# %% ../nbs/09_cli.ipynb #c70a2063
+# %% ../nbs/09_cli.ipynb #241e3a36
 def _run_demo(a):
     demo(a.out, smoke=a.smoke, progress=a.progress)
 
@@ -670,7 +676,7 @@ def _run_lr_find(a):
     res = lr_find_cmd(a.data, a.out, a.arch, a.pretrained, a.weights, a.unfrozen, a.num_it, a.n_runs, a.seed, a.device, **_data_kwargs(a))
     print(res); print(f"wrote {Path(a.out)/'lr_find.png'} and lr_find.json")
 
-# %% ../nbs/09_cli.ipynb #8c454f4d
+# %% ../nbs/09_cli.ipynb #d093db5a
 def _run_interpret(a):
     m = interpret_cmd(a.model, a.data, a.out, a.split, a.review, a.bs, a.overwrite, **{k: v for k, v in _data_kwargs(a).items() if k != 'bs'})
     print(f"imgclf interpret: {m['accuracy']:.1%} accuracy on {m[m['accuracy_on']]['n']} {m['accuracy_on']} images; report in {a.out}/ "
@@ -687,7 +693,7 @@ def _run_predict(a):
 def _run_serve(a):
     serve_cmd(a.model, a.host, a.port, log_level=a.log_level, max_bytes=a.max_bytes, allow_hosts=a.allow_host or ())
 
-# %% ../nbs/09_cli.ipynb #accf09b8
+# %% ../nbs/09_cli.ipynb #bef54c79
 def _add_demo(sub):
     p = sub.add_parser('demo', help='the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores', **_fmt(),
                        description='Run data -> pretrained transfer learning -> LR finder -> training -> interpretation -> cleaning queue -> export\n'
@@ -698,7 +704,7 @@ def _add_demo(sub):
     p.add_argument('--no-progress', dest='progress', action='store_const', const=False, default=None, help='one line per epoch instead of progress bars')
     p.set_defaults(func=_run_demo)
 
-# %% ../nbs/09_cli.ipynb #15886ea7
+# %% ../nbs/09_cli.ipynb #eb53b4b4
 def _add_train(sub):
     p = sub.add_parser('train', help='train a classifier on your images and write a report folder', **_fmt(),
                        description='Train a classifier: data -> pretrained model -> LR finder -> training (fastai fine_tune recipe)\n'
@@ -713,7 +719,7 @@ def _add_train(sub):
     _pipeline_args(_data_args(p)); _model_args(p); _train_args(p); _out_args(p, 'imgclf-report')
     p.set_defaults(func=_run_train)
 
-# %% ../nbs/09_cli.ipynb #65113f49
+# %% ../nbs/09_cli.ipynb #ddbcb6f1
 def _add_lr_find(sub):
     p = sub.add_parser('lr-find', help='plot loss against learning rate and suggest one', **_fmt(),
                        description="fastai's LR range test on the learner imgclf train would build; it changes nothing and saves the curve.",
@@ -726,7 +732,7 @@ def _add_lr_find(sub):
     p.add_argument('--out', default='imgclf-lr-find', metavar='DIR', help='where lr_find.png and lr_find.json go (default: imgclf-lr-find)')
     p.set_defaults(func=_run_lr_find)
 
-# %% ../nbs/09_cli.ipynb #f00ec07d
+# %% ../nbs/09_cli.ipynb #5bedd2f7
 def _add_interpret(sub):
     p = sub.add_parser('interpret', help='judge an exported model on labelled images: plots, report, review queue', **_fmt(),
                        description='Predict labelled images with an exported model and write confusion_matrix.png, top_losses.png,\n'
@@ -740,7 +746,7 @@ def _add_interpret(sub):
     _out_args(p, 'imgclf-interpret')
     p.set_defaults(func=_run_interpret)
 
-# %% ../nbs/09_cli.ipynb #cd6090a2
+# %% ../nbs/09_cli.ipynb #eae5983b
 def _add_clean(sub):
     p = sub.add_parser('clean', help="apply the decisions written in a report's review_queue.csv", **_fmt(),
                        description="Record the decisions of REPORT/review_queue.csv (decision column: keep, delete or a class name;\n"
@@ -753,7 +759,7 @@ def _add_clean(sub):
     p.add_argument('--move-files', action='store_true', help='also move relabelled images to their class folder and deleted ones to quarantine (folder datasets)')
     p.set_defaults(func=_run_clean)
 
-# %% ../nbs/09_cli.ipynb #216a0e32
+# %% ../nbs/09_cli.ipynb #56762b92
 def _add_export(sub):
     p = sub.add_parser('export', help='check a model folder, print its card, optionally write ONNX', **_fmt(),
                        description='Load a model folder as imgclf.export.load_model does (checksum, versions), print what it is,\nand optionally export it to ONNX.',
@@ -762,7 +768,7 @@ def _add_export(sub):
     p.add_argument('--onnx', metavar='FILE', help='write the model as ONNX (normalisation and softmax included) to FILE')
     p.set_defaults(func=_run_export)
 
-# %% ../nbs/09_cli.ipynb #ab24f6b6
+# %% ../nbs/09_cli.ipynb #8bbfeda3
 def _add_predict(sub):
     p = sub.add_parser('predict', help='the top classes of images or folders of images', **_fmt(),
                        description='Predict images with an exported model. Folders are searched recursively.',
@@ -774,7 +780,7 @@ def _add_predict(sub):
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     p.set_defaults(func=_run_predict)
 
-# %% ../nbs/09_cli.ipynb #4cdb7ca0
+# %% ../nbs/09_cli.ipynb #074296bb
 def _add_serve(sub):
     p = sub.add_parser('serve', help='serve a model: upload page, JSON API, health check', **_fmt(),
                        description='Serve a model with Uvicorn: GET / (upload page), POST /predict, GET /classify-url?url=, GET /health.',
@@ -788,7 +794,7 @@ def _add_serve(sub):
     p.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'], help='Uvicorn log level')
     p.set_defaults(func=_run_serve)
 
-# %% ../nbs/09_cli.ipynb #54a87138
+# %% ../nbs/09_cli.ipynb #07c57eeb
 def build_parser()->Parser:
     "The `imgclf` argument parser, with one sub-parser per command"
     p = Parser(prog='imgclf', description='Train trustworthy image classifiers on fastai: from a folder of images to a running service.', **_fmt(),
@@ -802,7 +808,7 @@ def build_parser()->Parser:
     for add in (_add_demo, _add_train, _add_lr_find, _add_interpret, _add_clean, _add_export, _add_predict, _add_serve): add(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #01252b16
+# %% ../nbs/09_cli.ipynb #2ba27222
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"imgclf: warning: {' '.join(str(message).split())[:600]}", file=sys.stderr)
 
@@ -813,7 +819,7 @@ def _cli_warnings():
         for cat in (FutureWarning, DeprecationWarning, PendingDeprecationWarning): warnings.filterwarnings('ignore', category=cat)
         yield
 
-# %% ../nbs/09_cli.ipynb #87b9208c
+# %% ../nbs/09_cli.ipynb #b4f47d5f
 def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         )->int:
     "The `imgclf` command: run a subcommand; errors the user can fix become one line on stderr and exit code 2"
@@ -828,6 +834,6 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         print(f"imgclf: error: {e.strerror or e}: {e.filename} (fix: check the path and its permissions)", file=sys.stderr); return 2
     except KeyboardInterrupt: print("imgclf: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/09_cli.ipynb #315af645
+# %% ../nbs/09_cli.ipynb #234439ec
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
