@@ -7,7 +7,7 @@ __all__ = ['CHECKPOINT', 'RUN_JSON', 'FORMAT', 'world_size', 'rank', 'local_rank
            'init_distributed', 'teardown_distributed', 'rank_zero_first', 'ShardedDL', 'DDPTrainer', 'GatheredMetric',
            'distributed_context', 'find_lr_once', 'set_batch_size', 'auto_batch_size', 'fit_resumable']
 
-# %% ../nbs/10_distributed.ipynb #28d80e46
+# %% ../nbs/10_distributed.ipynb #7c342002
 import os, gc, json, math, time, random, datetime, contextlib
 from pathlib import Path
 import numpy as np, torch
@@ -21,12 +21,13 @@ from fastai.callback.progress import ProgressCallback
 from .core import ConfigError, atomic_path, save_json, default_device
 from .learner import snapshot_state, restore_state
 from .lr_find import find_lr, LRFindResult
+from .interpret import TrainingHistory
 
-# %% ../nbs/10_distributed.ipynb #e9a1b58c
+# %% ../nbs/10_distributed.ipynb #54b3fbae
 try: from fastai.distributed import DistributedDL, DistributedTrainer
 except (ImportError, NameError) as e: raise ImportError("imgclf.distributed needs the accelerate package: pip install accelerate") from e
 
-# %% ../nbs/10_distributed.ipynb #e4e79140
+# %% ../nbs/10_distributed.ipynb #86987f5a
 def _group(): return dist.is_available() and dist.is_initialized()
 
 def world_size()->int:
@@ -41,7 +42,7 @@ def local_rank()->int:
     "This process's number on its machine, which is the GPU it uses (0 outside torchrun)"
     return int(os.environ.get('LOCAL_RANK', 0))
 
-# %% ../nbs/10_distributed.ipynb #b53ca3ed
+# %% ../nbs/10_distributed.ipynb #9bac62ce
 def is_distributed()->bool:
     "Was this process launched by torchrun / accelerate launch with more than one process?"
     return world_size() > 1
@@ -54,7 +55,7 @@ def barrier():
     "Wait until every rank gets here (nothing to wait for outside a process group)"
     if _group() and dist.get_world_size() > 1: dist.barrier()
 
-# %% ../nbs/10_distributed.ipynb #2b9998a4
+# %% ../nbs/10_distributed.ipynb #ee4bf3d5
 _ENV, _OWN = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'), {'group': False}
 
 def _rank_device():
@@ -65,7 +66,7 @@ def _rank_device():
         raise ConfigError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPU(s)", "start at most one process per GPU: torchrun --nproc_per_node <number of GPUs>")
     return torch.device('cuda', local_rank())
 
-# %% ../nbs/10_distributed.ipynb #029ce99f
+# %% ../nbs/10_distributed.ipynb #120b5bb8
 def init_distributed(backend:str|None=None, # 'nccl' or 'gloo'; default: nccl on CUDA, gloo on CPU
                      timeout:float=1800, # seconds a rank waits for the others before the run fails
                     )->torch.device:
@@ -79,7 +80,7 @@ def init_distributed(backend:str|None=None, # 'nccl' or 'gloo'; default: nccl on
         _OWN['group'] = True
     return device
 
-# %% ../nbs/10_distributed.ipynb #f3cc38de
+# %% ../nbs/10_distributed.ipynb #7e7119e8
 def teardown_distributed():
     "Leave the process group if imgclf joined it"
     if _OWN['group'] and _group(): dist.destroy_process_group()
@@ -94,7 +95,7 @@ def rank_zero_first():
     yield
     if rank_zero(): barrier()
 
-# %% ../nbs/10_distributed.ipynb #d39a52f1
+# %% ../nbs/10_distributed.ipynb #c1e49050
 def _round_up(n, m): return int(math.ceil(n/m)*m)
 
 class ShardedDL(DistributedDL):
@@ -110,7 +111,7 @@ class ShardedDL(DistributedDL):
         n = _round_up(self.dl.n, self.world_size)//self.world_size
         return n//self.bs if self.drop_last else math.ceil(n/self.bs)
 
-# %% ../nbs/10_distributed.ipynb #cbd8fe32
+# %% ../nbs/10_distributed.ipynb #b4dd94b4
 def _unwrap(model): return getattr(model, 'module', model)
 
 def _sync_buffers(model):
@@ -123,7 +124,7 @@ class DDPTrainer(DistributedTrainer):
     def before_validate(self): super().before_validate(); _sync_buffers(self.learn.model)
     def after_fit(self): _sync_buffers(self.learn.model); super().after_fit()
 
-# %% ../nbs/10_distributed.ipynb #0ff84550
+# %% ../nbs/10_distributed.ipynb #813ced89
 class GatheredMetric(Metric):
     "An averaged metric (or the validation loss) computed once on all ranks' predictions, padding removed"
     def __init__(self, func, name:str): self.func,self._name = func,name
@@ -138,7 +139,7 @@ class GatheredMetric(Metric):
     @property
     def name(self): return self._name
 
-# %% ../nbs/10_distributed.ipynb #af5fb9e9
+# %% ../nbs/10_distributed.ipynb #76c56da2
 def _gather_metrics(learn):
     "Swap `learn`'s averaged metrics and validation loss for `GatheredMetric`s; returns the originals"
     old = (learn.metrics, learn.recorder.loss)
@@ -156,7 +157,7 @@ def _plain_batchnorm(module):
     for name, child in module.named_children(): setattr(module, name, _plain_batchnorm(child))
     return module
 
-# %% ../nbs/10_distributed.ipynb #96d24ac0
+# %% ../nbs/10_distributed.ipynb #2e71e5ef
 def _to_rank(learn, device):
     learn.model.to(device); learn.dls.to(device)
     if hasattr(learn, 'imgclf'): learn.imgclf.update(device=str(device), world_size=world_size())
@@ -174,7 +175,15 @@ def _detach(learn, cb, bars, metrics):
     learn.metrics, learn.recorder.__dict__['loss'] = metrics
     learn.model = _plain_batchnorm(_unwrap(learn.model))
 
-# %% ../nbs/10_distributed.ipynb #a4ef0f0f
+# %% ../nbs/10_distributed.ipynb #dfedfd64
+def _leave_world():
+    "Tell fastai (which reads `WORLD_SIZE`) that training is no longer distributed; `RANK` stays"
+    if os.environ.get('WORLD_SIZE', '1') != '1': _OWN['world'] = os.environ['WORLD_SIZE']; os.environ['WORLD_SIZE'] = '1'
+
+def _rejoin_world():
+    if _OWN.get('world'): os.environ['WORLD_SIZE'] = _OWN.pop('world')
+
+# %% ../nbs/10_distributed.ipynb #4b40ba6c
 @contextlib.contextmanager
 def distributed_context(learn:Learner, # a learner from `build_learner`, built the same way on every rank
                         sync_bn:bool|None=None, # BatchNorm statistics over all ranks' batches (default: on CUDA; gloo cannot)
@@ -183,6 +192,7 @@ def distributed_context(learn:Learner, # a learner from `build_learner`, built t
                         force:bool=False, # set DDP up even for a single process (torchrun --nproc_per_node 1)
                        ):
     "Inside, `learn` trains with DDP (one process per GPU or CPU, each on its shard); a no-op outside torchrun"
+    _rejoin_world()
     if not (is_distributed() or force): yield learn; return
     device = init_distributed(backend, timeout)
     sync_bn = device.type == 'cuda' if sync_bn is None else sync_bn
@@ -193,9 +203,9 @@ def distributed_context(learn:Learner, # a learner from `build_learner`, built t
     finally:
         _detach(learn, *state)
         if ok: barrier()
-        teardown_distributed()
+        teardown_distributed(); _leave_world()
 
-# %% ../nbs/10_distributed.ipynb #74a40129
+# %% ../nbs/10_distributed.ipynb #eb0e959c
 @contextlib.contextmanager
 def _solo(learn):
     "Train on this rank alone: no DDP, and fastai's metrics stop gathering across ranks (it reads `WORLD_SIZE`)"
@@ -207,7 +217,7 @@ def _solo(learn):
         if old is None: del os.environ['WORLD_SIZE']
         else: os.environ['WORLD_SIZE'] = old
 
-# %% ../nbs/10_distributed.ipynb #b6d844ab
+# %% ../nbs/10_distributed.ipynb #5372f30b
 def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or not
                  **kwargs, # passed to `imgclf.lr_find.find_lr` (`num_it`, `n_runs`, `show_plot`, ...)
                 )->LRFindResult:
@@ -223,7 +233,7 @@ def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or n
     if hasattr(learn, 'imgclf'): learn.imgclf['lr_find'] = res.as_dict()
     return res
 
-# %% ../nbs/10_distributed.ipynb #975e6191
+# %% ../nbs/10_distributed.ipynb #c959cfcc
 def _tuples(o): return tuple(_tuples(x) for x in o) if isinstance(o, (list, tuple)) else o
 def _base(dl): return dl.dl if isinstance(dl, DistributedDL) else dl
 
@@ -241,7 +251,7 @@ def _set_rng_state(learn, st):
     if st['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state(st['cuda'])
     for dl, s in zip(learn.dls.loaders, st['loaders']): _base(dl).rng.setstate(_tuples(s))
 
-# %% ../nbs/10_distributed.ipynb #23518b83
+# %% ../nbs/10_distributed.ipynb #0306a40a
 def _plainify(o):
     "Values `torch.load(weights_only=True)` accepts: plain tensors on the CPU, numbers, strings, lists, tuples, dicts"
     if isinstance(o, torch.Tensor): return o.detach().cpu().as_subclass(torch.Tensor)
@@ -264,7 +274,7 @@ def _gather_objects(o):
     out = [None]*dist.get_world_size(); dist.all_gather_object(out, o)
     return out
 
-# %% ../nbs/10_distributed.ipynb #73cf6d7f
+# %% ../nbs/10_distributed.ipynb #ed866ef8
 CHECKPOINT, RUN_JSON, FORMAT = 'checkpoint.pth', 'run.json', 'imgclf-run'
 
 def _lr_json(lr): return [None if lr.start is None else float(lr.start), float(lr.stop)] if isinstance(lr, slice) else float(lr)
@@ -276,23 +286,23 @@ def _check_lr(lr, name='lr'):
         raise ConfigError(f"bad {name} {lr!r}", "use a positive float such as 1e-3 (find_lr suggests one), or slice(lo, hi) with 0 < lo <= hi")
     return lr
 
-# %% ../nbs/10_distributed.ipynb #9055105f
-def _stages(epochs, freeze_epochs, lr, unfrozen_lr):
-    "[{name, epochs, lr}] for the frozen and unfrozen stages that have epochs"
+# %% ../nbs/10_distributed.ipynb #cc254a89
+def _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs=None, unfrozen_kwargs=None):
+    "[{name, epochs, lr, kw}] for the frozen and unfrozen stages that have epochs (`kw`: more `fit_one_cycle` arguments)"
     for n, k in ((epochs, 'epochs'), (freeze_epochs, 'freeze_epochs')):
         if not isinstance(n, int) or isinstance(n, bool) or n < 0: raise ConfigError(f"{k}={n!r} is not a whole number >= 0", f"pass e.g. {k}=2")
     if epochs + freeze_epochs == 0: raise ConfigError("epochs=0 and freeze_epochs=0: nothing to train", "pass epochs >= 1")
     _check_lr(lr)
     if unfrozen_lr is None: unfrozen_lr = slice(lr/200, lr/2) if freeze_epochs and not isinstance(lr, slice) else lr
     _check_lr(unfrozen_lr, 'unfrozen_lr')
-    return [dict(name=n, epochs=e, lr=l) for n, e, l in (('frozen', freeze_epochs, lr), ('unfrozen', epochs, unfrozen_lr)) if e]
+    return [dict(name=n, epochs=e, lr=l, kw=dict(k or {})) for n, e, l, k in (('frozen', freeze_epochs, lr, frozen_kwargs), ('unfrozen', epochs, unfrozen_lr, unfrozen_kwargs)) if e]
 
 def _config(learn, stages):
     info = getattr(learn, 'imgclf', None) or {}
     return dict(stages=[dict(s, lr=_lr_json(s['lr'])) for s in stages], arch=info.get('arch'),
                 vocab=[str(o) for o in getattr(learn.dls, 'vocab', [])])
 
-# %% ../nbs/10_distributed.ipynb #d728a8db
+# %% ../nbs/10_distributed.ipynb #f0062d78
 _REC = ('values', 'lrs', 'losses', 'iters')
 
 class _Run:
@@ -305,17 +315,24 @@ class _Run:
         return dict(format=FORMAT, epoch=epoch, epochs=self.total, done=epoch == self.total, world_size=world_size(),
                     config=self.config, history=self.history, updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
 
-# %% ../nbs/10_distributed.ipynb #78be7943
+# %% ../nbs/10_distributed.ipynb #fe048f74
 def _recorder_state(learn):
     rec, ps = learn.recorder, getattr(learn, 'param_scheduler', None)
     return _plainify(dict({k: list(getattr(rec, k, [])) for k in _REC}, metric_names=list(getattr(rec, 'metric_names', [])),
                           smooth=(rec.smooth_loss.val, rec.smooth_loss.count), hps=getattr(ps, 'hps', None)))
 
+def _history_cb(learn): return next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
+
+def _history_state(learn):
+    "The fits `imgclf.interpret.TrainingHistory` kept (the loss plot of the report), the current one included"
+    th = _history_cb(learn)
+    return None if th is None else _plainify(dict(done=list(th.fits), current=th._fit))
+
 def _last_metrics(learn):
     names, vals = list(learn.recorder.metric_names[1:-1]), learn.recorder.values[-1]
     return {n: (None if v is None else float(v)) for n, v in zip(names, vals)}
 
-# %% ../nbs/10_distributed.ipynb #89520dd0
+# %% ../nbs/10_distributed.ipynb #05ec9555
 def _save(learn, run, stage, stage_epoch, secs):
     "After an epoch: all ranks' RNG states to rank 0, which writes checkpoint.pth and run.json atomically"
     epoch = run.done_before(stage) + stage_epoch
@@ -326,11 +343,11 @@ def _save(learn, run, stage, stage_epoch, secs):
     state = dict(format=FORMAT, version=1, config=run.config, stage=stage, stage_epoch=stage_epoch, epoch=epoch, epochs=run.total,
                  model=_plainify(_unwrap(learn.model).state_dict()), opt=_plainify(learn.opt.state_dict()), rng=rngs,
                  recorder=_recorder_state(learn), scaler=sc.state_dict() if sc is not None and sc.is_enabled() else None,
-                 history=run.history, bs=learn.dls.train.bs, world_size=world_size(), imgclf=json.loads(json.dumps(getattr(learn, 'imgclf', {}), default=str)))
+                 history=run.history, fits=_history_state(learn), bs=learn.dls.train.bs, world_size=world_size(), imgclf=json.loads(json.dumps(getattr(learn, 'imgclf', {}), default=str)))
     with atomic_path(run.run_dir/CHECKPOINT) as tmp: torch.save(state, tmp)
     save_json(run.summary(epoch), run.run_dir/RUN_JSON)
 
-# %% ../nbs/10_distributed.ipynb #6da1b077
+# %% ../nbs/10_distributed.ipynb #ad392b2a
 class _Checkpoint(Callback):
     "Checkpoint the run after every epoch that trained (not the epochs a resumed stage skips)"
     order = 65  # after the Recorder (50) has the epoch's metrics
@@ -340,7 +357,7 @@ class _Checkpoint(Callback):
     def after_epoch(self):
         if self.trained: _save(self.learn, self.run, self.stage, self.epoch + 1, time.time() - self.t0)
 
-# %% ../nbs/10_distributed.ipynb #92ca8d28
+# %% ../nbs/10_distributed.ipynb #db36ef68
 class _Resume(Callback):
     "At epoch `start` of a resumed stage, put back what the checkpoint saved after epoch `start-1`"
     order = 45  # before the Recorder (50), so the skipped epochs stay out of the log
@@ -354,9 +371,12 @@ class _Resume(Callback):
         _set_rng_state(self.learn, self.ck['rng'][rank() % len(self.ck['rng'])])
         sc = getattr(self.learn, 'scaler', None)
         if self.ck.get('scaler') and sc is not None and sc.is_enabled(): sc.load_state_dict(self.ck['scaler'])
-        if self.same_stage: _put_recorder(self.learn, self.ck['recorder'], log=True)
+        if self.same_stage:
+            _put_recorder(self.learn, self.ck['recorder'], log=True)
+            th = _history_cb(self.learn)
+            if th is not None and self.ck.get('fits'): th._fit = self.ck['fits']['current']
 
-# %% ../nbs/10_distributed.ipynb #659d14ac
+# %% ../nbs/10_distributed.ipynb #3d0b6290
 def _put_recorder(learn, st, log=False):
     "Put a saved recorder history back (and show its rows in the table)"
     rec, ps = learn.recorder, getattr(learn, 'param_scheduler', None)
@@ -367,7 +387,7 @@ def _put_recorder(learn, st, log=False):
     if log:
         for i, v in enumerate(rec.values): learn.logger([i, *v, 'saved'])
 
-# %% ../nbs/10_distributed.ipynb #cafa7f49
+# %% ../nbs/10_distributed.ipynb #f81eecb1
 def _read_checkpoint(run_dir):
     f = Path(run_dir)/CHECKPOINT
     if not f.exists(): return None
@@ -378,7 +398,7 @@ def _read_checkpoint(run_dir):
 
 def _leftovers(run_dir): return [p for n in (CHECKPOINT, RUN_JSON) for p in Path(run_dir).glob(f'.{n}.*.tmp')]
 
-# %% ../nbs/10_distributed.ipynb #9edb1866
+# %% ../nbs/10_distributed.ipynb #043377c5
 def _find(run_dir, resume):
     "The checkpoint to resume from, or None for a new run, checking `resume` against what `run_dir` holds"
     ck = _read_checkpoint(run_dir)
@@ -403,7 +423,7 @@ def _from_rank_zero(fn):
 def _say(msg):
     if rank_zero(): print(msg, flush=True)
 
-# %% ../nbs/10_distributed.ipynb #38283498
+# %% ../nbs/10_distributed.ipynb #9c868836
 def _check_same(old, new, run_dir):
     diff = [k for k in ('stages', 'arch', 'vocab') if old.get(k) != new.get(k)]
     if diff: raise ConfigError(f"{run_dir} holds a different run ({'; '.join(f'{k}: run {old.get(k)}, now {new.get(k)}' for k in diff)})",
@@ -416,11 +436,13 @@ def _restore(learn, run, ck):
     if ck['bs'] != learn.dls.train.bs: _say(f"resume: batch size {ck['bs']}, as in the run (not {learn.dls.train.bs})"); set_batch_size(learn, ck['bs'])
     if ck['world_size'] != world_size(): _say(f"resume: the run had {ck['world_size']} process(es), now {world_size()}: the batches differ from an uninterrupted run's")
     run.history = list(ck['history'])
-    if hasattr(learn, 'imgclf'): learn.imgclf.update({k: v for k, v in ck['imgclf'].items() if k not in ('device', 'world_size')})
     s, e = ck['stage'], ck['stage_epoch']
+    th, fits = _history_cb(learn), ck.get('fits')
+    if th is not None and fits: th.fits = list(fits['done']) + ([fits['current']] if e == run.stages[s]['epochs'] and fits['current'] else [])
+    if hasattr(learn, 'imgclf'): learn.imgclf.update({k: v for k, v in ck['imgclf'].items() if k not in ('device', 'world_size')})
     return (s + 1, 0) if e == run.stages[s]['epochs'] else (s, e)
 
-# %% ../nbs/10_distributed.ipynb #82d044f3
+# %% ../nbs/10_distributed.ipynb #efb5642b
 def set_batch_size(learn:Learner, # the learner whose DataLoaders to rebuild
                    bs:int, # the new training batch size
                   )->Learner:
@@ -429,7 +451,7 @@ def set_batch_size(learn:Learner, # the learner whose DataLoaders to rebuild
     learn.dls.loaders = [_base(dl).new(bs=max(1, bs if i == 0 else round(_base(dl).bs*bs/old))) for i, dl in enumerate(learn.dls.loaders)]
     return learn
 
-# %% ../nbs/10_distributed.ipynb #5edbd40d
+# %% ../nbs/10_distributed.ipynb #f95a0c64
 def _is_oom(e): return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and 'out of memory' in str(e).lower())
 
 def _free(learn):
@@ -441,7 +463,7 @@ def _free(learn):
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
-# %% ../nbs/10_distributed.ipynb #b972b3df
+# %% ../nbs/10_distributed.ipynb #b0af6a0d
 class _StopAfter(Callback):
     "Stop the fit after `n` training batches"
     def __init__(self, n): self.n = n
@@ -457,7 +479,7 @@ def _try_batches(learn, n, unfreeze):
         with _solo(learn), learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=_StopAfter(n))
     finally: restore_state(learn, st)
 
-# %% ../nbs/10_distributed.ipynb #8f580013
+# %% ../nbs/10_distributed.ipynb #bc217c61
 def auto_batch_size(learn:Learner, # the learner to try (its `dls.train.bs` is where the search starts)
                     n_batches:int=2, # training batches tried at each batch size
                     unfreeze:bool=True, # try with the whole network trainable (the most memory)
@@ -478,7 +500,7 @@ def auto_batch_size(learn:Learner, # the learner to try (its `dls.train.bs` is w
         if int(t) != bs: bs = int(t); set_batch_size(learn, bs)
     return bs
 
-# %% ../nbs/10_distributed.ipynb #cade1fb7
+# %% ../nbs/10_distributed.ipynb #1d4d4c80
 def _load_opt(learn, ck): learn.opt.load_state_dict(_to(ck['opt'], next(learn.model.parameters()).device))
 
 def _ended(learn, ck):
@@ -487,11 +509,15 @@ def _ended(learn, ck):
     _say("resume: the run had already ended")
     return learn
 
-def _lrs_of(ck, unfrozen_lr):
-    st = ck['config']['stages']
-    return _lr_from_json(st[0]['lr']), (_lr_from_json(st[1]['lr']) if unfrozen_lr is None and len(st) == 2 else unfrozen_lr)
+def _run_args(ck, unfrozen_lr, frozen_kwargs, unfrozen_kwargs):
+    "The learning rates (and per-stage arguments not given) of the run in checkpoint `ck`"
+    st = {s['name']: s for s in ck['config']['stages']}
+    first = ck['config']['stages'][0]
+    if unfrozen_lr is None and 'unfrozen' in st and 'frozen' in st: unfrozen_lr = _lr_from_json(st['unfrozen']['lr'])
+    kw = lambda name, given: given if given is not None else st.get(name, {}).get('kw')
+    return _lr_from_json(first['lr']), unfrozen_lr, kw('frozen', frozen_kwargs), kw('unfrozen', unfrozen_kwargs)
 
-# %% ../nbs/10_distributed.ipynb #eb9bc049
+# %% ../nbs/10_distributed.ipynb #3db94705
 def _fit_stage(learn, run, si, first, ck, user_cbs, **kwargs):
     s = run.stages[si]
     learn.freeze() if s['name'] == 'frozen' else learn.unfreeze()  # both clear the optimizer state, as in an uninterrupted run
@@ -499,9 +525,9 @@ def _fit_stage(learn, run, si, first, ck, user_cbs, **kwargs):
     if ck is not None:
         if first: _load_opt(learn, ck)
         cbs.append(_Resume(ck, first, same_stage=ck['stage'] == si))
-    learn.fit_one_cycle(s['epochs'], s['lr'], start_epoch=first, cbs=cbs + user_cbs, **kwargs)
+    learn.fit_one_cycle(s['epochs'], s['lr'], start_epoch=first, cbs=cbs + user_cbs, **{**kwargs, **s['kw']})
 
-# %% ../nbs/10_distributed.ipynb #1116e283
+# %% ../nbs/10_distributed.ipynb #3b80a237
 def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distributed_context` for DDP)
                   epochs:int, # epochs training the whole network (after the frozen ones)
                   lr:float|slice|None, # max learning rate of the first stage; None when resuming: the run's
@@ -510,15 +536,17 @@ def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distr
                   resume:bool|str=False, # True: continue the run in `run_dir`; 'auto': continue it if there is one
                   unfrozen_lr:float|slice|None=None, # LR of the unfrozen stage (default: `slice(lr/200, lr/2)` after a frozen stage, as `fine_tune`)
                   auto_batch:bool=False, # halve the batch size while the first training steps run out of GPU memory
-                  **kwargs, # passed to fastai's `fit_one_cycle` (`pct_start`, `div`, `wd`, `cbs`, ...)
+                  frozen_kwargs:dict|None=None, # more `fit_one_cycle` arguments for the frozen stage (`fine_tune`: `pct_start=0.99`)
+                  unfrozen_kwargs:dict|None=None, # and for the unfrozen one (`fine_tune`: `pct_start=0.3, div=5`)
+                  **kwargs, # passed to fastai's `fit_one_cycle` in both stages (`wd`, `moms`, `cbs`, ...)
                  )->Learner:
     "One-cycle training (frozen, then unfrozen) that checkpoints every epoch and resumes where a killed run stopped"
     run_dir = Path(run_dir)
     if resume not in (True, False, 'auto'): raise ConfigError(f"resume={resume!r}", "use True, False or 'auto'")
     ck = _from_rank_zero(lambda: _find(run_dir, resume))
     if lr is None and ck is None: raise ConfigError("lr=None but there is no run to resume", "pass a learning rate (find_lr suggests one)")
-    if lr is None: lr, unfrozen_lr = _lrs_of(ck, unfrozen_lr)
-    stages = _stages(epochs, freeze_epochs, lr, unfrozen_lr)
+    if lr is None: lr, unfrozen_lr, frozen_kwargs, unfrozen_kwargs = _run_args(ck, unfrozen_lr, frozen_kwargs, unfrozen_kwargs)
+    stages = _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs, unfrozen_kwargs)
     run = _Run(run_dir, _config(learn, stages), stages)
     start = _restore(learn, run, ck) if ck is not None else (0, 0)
     if ck is not None: _say(f"resume: {run_dir} after epoch {ck['epoch']}/{run.total}")
