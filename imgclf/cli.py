@@ -8,13 +8,13 @@ __all__ = ['REPORT_FILES', 'QUEUE_COLS', 'DEMO', 'SMOKE', 'error_line', 'Parser'
            'review_queue', 'write_report', 'train', 'summary', 'demo', 'lr_find_cmd', 'model_dir', 'interpret_cmd',
            'clean_cmd', 'export_cmd', 'predict_cmd', 'format_predictions', 'serve_cmd', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #83b0c6b2
+# %% ../nbs/09_cli.ipynb #a1108673
 import warnings
 
-# %% ../nbs/09_cli.ipynb #b6989735
+# %% ../nbs/09_cli.ipynb #1d3957dc
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning) # fastai's layers on torch >= 2.9: noise in a terminal
 
-# %% ../nbs/09_cli.ipynb #8abdeba2
+# %% ../nbs/09_cli.ipynb #2e591a65
 import os, io, sys, json, time, socket, argparse, contextlib
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -28,11 +28,11 @@ from .datasets import imgclf_home, sample_digits, image_files
 from .data import from_folder, from_name_re, from_csv, PRESETS, METHODS
 from .learner import ARCHS, build_learner, fit_head, fit_unfrozen
 from .lr_find import find_lr, SUGGESTIONS
-from .interpret import Interpreter, track_history, plot_loss
+from .interpret import Interpreter, TrainingHistory, track_history, plot_loss
 from .cleaner import Cleaner, PAIR_CHOICES, from_toplosses, from_label_issues, from_similars, dataset_table
 from .export import export_model, load_model, load_config, CONFIG
 
-# %% ../nbs/09_cli.ipynb #013e4477
+# %% ../nbs/09_cli.ipynb #d6c9dd26
 def error_line(e:ImgclfError, # the error to report
                max_len:int=400, # cut the problem at this many characters
               )->str:
@@ -42,13 +42,13 @@ def error_line(e:ImgclfError, # the error to report
     if len(msg) > max_len: msg = msg[:max_len-3] + '...'
     return f"imgclf: error: {msg}" + (f" (fix: {e.fix})" if e.fix else '')
 
-# %% ../nbs/09_cli.ipynb #ef33944d
+# %% ../nbs/09_cli.ipynb #b05d28b1
 class Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are `ConfigError`s (printed by `main` as one line, exit code 2)"
     def error(self, message):
         raise ConfigError(message, f"see `{self.prog} --help`")
 
-# %% ../nbs/09_cli.ipynb #353dc86b
+# %% ../nbs/09_cli.ipynb #32f0bca0
 def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_test):
     if not data.exists(): raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
     if csv is not None and label_re: raise ConfigError("--csv and --label-re both given", "labels come from the CSV or from the file names: pass one of them")
@@ -56,14 +56,14 @@ def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_te
     if data.is_file() and data.suffix.lower() != '.csv': raise DataError(f"{data} is a file, not a folder or a .csv", "pass the dataset folder, or a CSV of path,label[,split]")
     if valid_pct is not None and not 0 < valid_pct < 1: raise ConfigError(f"--valid-pct {valid_pct} is not between 0 and 1", "pass e.g. --valid-pct 0.2")
 
-# %% ../nbs/09_cli.ipynb #71461833
+# %% ../nbs/09_cli.ipynb #b55d7bff
 def _test_folder(data, test, valid_pct):
     "The labelled test folder: `test` ('' for none), else `test/` when `DATA` has split folders"
     if test == '': return None
     if test is not None: return test
     return 'test' if (data/'test').is_dir() and ((data/'train').is_dir()) else None
 
-# %% ../nbs/09_cli.ipynb #8e59e304
+# %% ../nbs/09_cli.ipynb #c47c83f3
 @delegates(from_folder, but=['path', 'train', 'valid', 'test', 'valid_pct', 'merge_valid_test'])
 def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths and labels
               csv:str|Path|None=None, # a CSV of `path,label[,split]` with paths relative to `data`
@@ -83,7 +83,7 @@ def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths an
     if merge_valid_test and test is None: raise ConfigError(f"--merge-valid-test needs a test folder, and {data} has no test/", "add DATA/test/<class>/<image>, or pass --test NAME")
     return from_folder(data, valid=valid, test=test, valid_pct=valid_pct, merge_valid_test=merge_valid_test, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #d599d6ae
+# %% ../nbs/09_cli.ipynb #9e0f0fa1
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
                 'classification_report.csv', 'review_queue.csv', 'dataset.csv', 'model')
 
@@ -103,7 +103,7 @@ def _command_of(out):
     try: return json.loads((Path(out)/'metrics.json').read_text()).get('command')
     except (OSError, ValueError, AttributeError): return None
 
-# %% ../nbs/09_cli.ipynb #9dafdbe9
+# %% ../nbs/09_cli.ipynb #ca54a70d
 def save_figure(fig, # a matplotlib figure
                 fn:str|Path, # the PNG to write
                 dpi:int=80, # resolution: the report's figures are small
@@ -115,7 +115,7 @@ def save_figure(fig, # a matplotlib figure
 
 def _save_table(df, fn, index=True): atomic_write(fn, df.to_csv(index=index)); return Path(fn)
 
-# %% ../nbs/09_cli.ipynb #fa201bd4
+# %% ../nbs/09_cli.ipynb #42c1c65c
 class EpochLine(Callback):
     "Print one line per epoch: losses, metrics and time (the progress report without progress bars)"
     order = 60 # after the Recorder has the epoch's values
@@ -129,7 +129,7 @@ class EpochLine(Callback):
         stage = 'frozen' if getattr(self.opt, 'frozen_idx', 0) else 'unfrozen'
         print(f"  epoch {self.done}/{self.total or '?'} ({stage}): {stats}  ({time.time()-self.t0:.0f}s)", flush=True)
 
-# %% ../nbs/09_cli.ipynb #a8cd10b5
+# %% ../nbs/09_cli.ipynb #55b4ea41
 @contextlib.contextmanager
 def progress_ctx(learn, # the learner about to train
                  progress:bool|None=None, # fastai's bars; None: when stdout is a terminal; False: `EpochLine`
@@ -141,7 +141,7 @@ def progress_ctx(learn, # the learner about to train
     if progress and not quiet and not rank_distrib(): yield; return
     with learn.no_bar(), learn.no_logging(), learn.added_cbs([] if quiet else [EpochLine(total)]): yield
 
-# %% ../nbs/09_cli.ipynb #34ecbde5
+# %% ../nbs/09_cli.ipynb #3d1a35a9
 def _check_lr_arg(lr):
     if isinstance(lr, str) and lr in ('auto', *SUGGESTIONS): return lr
     try: lr = float(lr)
@@ -155,7 +155,7 @@ def _check_train_args(epochs, freeze_epochs, lr, review):
     if epochs + freeze_epochs < 1: raise ConfigError("--epochs 0 and --freeze-epochs 0: nothing to train", "pass --epochs 1 or more")
     return _check_lr_arg(lr)
 
-# %% ../nbs/09_cli.ipynb #c17e1257
+# %% ../nbs/09_cli.ipynb #0c12b1d3
 def choose_lr(learn, # the learner, frozen as it will start training
               lr='auto', # a float, 'auto' (the recommendation) or a suggestion name ('valley', 'minimum', ...)
               num_it:int=100, # iterations of the LR finder
@@ -171,7 +171,7 @@ def choose_lr(learn, # the learner, frozen as it will start training
     if lr not in res.suggestions: raise ConfigError(f"the LR finder has no {lr!r} suggestion on this run (it has {list(res.suggestions)})", "pass --lr auto or a number")
     return res.suggestions[lr], res
 
-# %% ../nbs/09_cli.ipynb #a191591e
+# %% ../nbs/09_cli.ipynb #b5f30b9a
 def stage_plan(pretrained:bool, # does the body start from ImageNet weights
                epochs:int, # epochs with every layer trainable
                freeze_epochs:int, # epochs of the head alone first
@@ -194,7 +194,7 @@ def fine_tune(learn, # a learner from `build_learner`
     if ep: fit_unfrozen(learn, ep, un, pct_start=0.3, div=5.)
     return learn
 
-# %% ../nbs/09_cli.ipynb #c605bc7b
+# %% ../nbs/09_cli.ipynb #ce7f1ab8
 def interpret_learner(learn)->dict:
     "{'valid': Interpreter, 'test': Interpreter (when `learn.dls` has a labelled test set)}"
     res = {'valid': Interpreter.from_learner(learn, ds_idx=1)}
@@ -204,20 +204,22 @@ def interpret_learner(learn)->dict:
 def _split_metrics(it:Interpreter)->dict:
     return dict(accuracy=round(it.accuracy, 6), error_rate=round(1-it.accuracy, 6), loss=round(float(it.losses.mean()), 6), n=len(it))
 
-# %% ../nbs/09_cli.ipynb #90d65e3d
+# %% ../nbs/09_cli.ipynb #2bb0a6b7
+def _has_history(learn): return any(isinstance(c, TrainingHistory) and c.fits for c in learn.cbs)
+
 def write_plots(interp:Interpreter, # the predictions to draw (the learner's, for the loss curve)
                 out:str|Path, # the report folder
                 k:int=9, # images in `top_losses.png`
                )->list:
     "`confusion_matrix.png`, `top_losses.png`, `classification_report.csv`, and `loss.png` when there is a learner"
     out, files = Path(out), []
-    if interp.learn is not None: files.append(save_figure(plot_loss(interp.learn, figsize=(5, 3)), out/'loss.png'))
+    if interp.learn is not None and _has_history(interp.learn): files.append(save_figure(plot_loss(interp.learn, figsize=(5, 3)), out/'loss.png'))
     files.append(save_figure(interp.plot_confusion_matrix(top_k=20 if len(interp.vocab) > 20 else None), out/'confusion_matrix.png'))
     files.append(save_figure(interp.plot_top_losses(min(k, len(interp))), out/'top_losses.png'))
     files.append(_save_table(interp.classification_report().round(4), out/'classification_report.csv'))
     return files
 
-# %% ../nbs/09_cli.ipynb #44ac097c
+# %% ../nbs/09_cli.ipynb #b03fc77c
 QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b', 'split_b', 'sim', 'leakage', 'decision']
 
 def _singles(interp, n, ledger):
@@ -230,7 +232,7 @@ def _singles(interp, n, ledger):
     for c in ('label', 'split'): both[c] = both[c].fillna(both.path.map(dict(zip(li.path, li[c]))))
     return both.drop(columns='kind_li')
 
-# %% ../nbs/09_cli.ipynb #2d3216f8
+# %% ../nbs/09_cli.ipynb #f63ad476
 def _pairs(source, interp, duplicates, n, ledger, bs):
     "Exact (and with `duplicates='near'`, near-) duplicate pairs over every image of the dataset"
     learn = interp.learn
@@ -255,7 +257,7 @@ def review_queue(interp:Interpreter, # cached predictions of held-out images (wi
     q = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=QUEUE_COLS)
     return q.reindex(columns=QUEUE_COLS).assign(decision='')
 
-# %% ../nbs/09_cli.ipynb #9d973a15
+# %% ../nbs/09_cli.ipynb #9d8cff1f
 def _metrics(interps, learn, lr, lr_res, command):
     m = dict(command=command, accuracy=None, arch=learn.imgclf['arch'], pretrained=learn.imgclf['pretrained'],
              size=learn.dls.imgclf.get('size'), classes=len(learn.dls.vocab), lr=lr, lr_source='lr_find' if lr_res else 'given')
@@ -264,7 +266,7 @@ def _metrics(interps, learn, lr, lr_res, command):
     m['accuracy_on'] = 'test' if 'test' in m else 'valid'
     return m
 
-# %% ../nbs/09_cli.ipynb #73456a58
+# %% ../nbs/09_cli.ipynb #ac3daea8
 def write_report(learn, # a trained learner (with a `TrainingHistory`)
                  out:str|Path, # the report folder (already prepared)
                  lr:float, # the learning rate it was trained with
@@ -291,7 +293,7 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
                            files=sorted(p.name for p in out.iterdir() if not p.name.startswith('.')), **(extra or {})), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #dab6531c
+# %% ../nbs/09_cli.ipynb #ef658795
 def _distributed(*names):
     "`imgclf.distributed`, imported now, checked to have `names`"
     try: from imgclf import distributed as dist
@@ -301,7 +303,7 @@ def _distributed(*names):
     if missing: raise ConfigError(f"imgclf.distributed has no {', '.join(missing)}", "upgrade imgclf, or train without the options that need it")
     return dist
 
-# %% ../nbs/09_cli.ipynb #e4d9faf8
+# %% ../nbs/09_cli.ipynb #3a6e6492
 def _dist_setup(out, distributed, run_dir, resume, auto_batch, quiet):
     "`imgclf.distributed` when an option needs it (else None), the checkpoint folder, and the resume mode"
     if resume: run_dir, mode = resume, 'auto'  # continue the run there, or start it there: the same command survives restarts
@@ -311,7 +313,7 @@ def _dist_setup(out, distributed, run_dir, resume, auto_batch, quiet):
     if distributed and not dist.is_distributed() and not quiet: print("note: --distributed, but not started by torchrun or accelerate launch: training in this one process")
     return dist, run_dir, mode
 
-# %% ../nbs/09_cli.ipynb #b30126b7
+# %% ../nbs/09_cli.ipynb #ab8148e0
 def _broadcast(value):
     "`value` from the first process, on every process (a no-op in one process)"
     import torch.distributed as td
@@ -325,7 +327,7 @@ def _run_lr(learn):
     v = st['stages'][0]['lr'] if st else None
     return v[1] if isinstance(v, list) else v
 
-# %% ../nbs/09_cli.ipynb #cfe3ce3b
+# %% ../nbs/09_cli.ipynb #4d2dcc7d
 def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resume, auto_batch):
     "Train here with `fine_tune`, or with `imgclf.distributed.fit_resumable` (checkpoints and resume, several processes)"
     if run_dir is None:
@@ -337,7 +339,7 @@ def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resu
 def _say(quiet, *args):
     if not quiet and not rank_distrib(): print(*args, flush=True)
 
-# %% ../nbs/09_cli.ipynb #91eb2e7d
+# %% ../nbs/09_cli.ipynb #818bfc21
 def _setup(data, seed, arch, pretrained, weights, device, distributed, data_kwargs):
     "Seeded data and learner: the same on every process of a distributed run"
     set_seed(seed)
@@ -348,7 +350,7 @@ def _setup(data, seed, arch, pretrained, weights, device, distributed, data_kwar
     learn.imgclf['seed'] = seed
     return learn
 
-# %% ../nbs/09_cli.ipynb #8e4f6f77
+# %% ../nbs/09_cli.ipynb #e703c6fa
 def _lr_stage(learn, lr, num_it, out, dist, run_dir, resume, rank0):
     "The learning rate (found on the first process only), or None to go on with the resumed run's"
     if resume and _broadcast((Path(run_dir)/dist.CHECKPOINT).exists() if rank0 else None): return None, None
@@ -365,12 +367,12 @@ def _run(learn, t, dist, distributed, lr, num_it, out, epochs, freeze_epochs, lr
     t.append(time.time())
     return lr or _run_lr(learn), res
 
-# %% ../nbs/09_cli.ipynb #f35de319
+# %% ../nbs/09_cli.ipynb #90bc931e
 def _describe_data(dls):
     n = {k: sum(v.values()) for k, v in dls.class_counts.items()}
     return f"{' / '.join(f'{v} {k}' for k, v in n.items())} images, {len(dls.vocab)} classes, {dls.imgclf['size']} px"
 
-# %% ../nbs/09_cli.ipynb #f5a61696
+# %% ../nbs/09_cli.ipynb #09a5f609
 @delegates(load_data, but=['seed'])
 def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layouts)
           out:str|Path='imgclf-report', # the report folder
@@ -412,7 +414,7 @@ def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layo
     m['seconds'] = round(time.time() - t[0], 1); save_json(m, out/'metrics.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #e46b8dca
+# %% ../nbs/09_cli.ipynb #63043e02
 def summary(m:dict, # the metrics `train` returned
             out:str|Path, # the report folder
            )->str:
@@ -427,15 +429,15 @@ def summary(m:dict, # the metrics `train` returned
              f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`"]
     return '\n'.join(lines)
 
-# %% ../nbs/09_cli.ipynb #24517966
-DEMO = dict(size=48, bs=32, epochs=3, freeze_epochs=0, lr='minimum', num_it=60, lr_mult=10, preset='none', num_workers=0, cache='memory', duplicates='near', review=50)
+# %% ../nbs/09_cli.ipynb #dc24e1b5
+DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=40, lr_mult=3, preset='none', num_workers=0, cache='memory', duplicates='near', review=50)
 SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0, cache='memory', duplicates='near', review=10)
 
 def _demo_data(smoke):
     if smoke: return sample_digits(imgclf_home()/'data'/'digits-smoke', n_train=4, n_valid=2, n_test=2)
     return sample_digits()
 
-# %% ../nbs/09_cli.ipynb #9db653d3
+# %% ../nbs/09_cli.ipynb #ad599a76
 def demo(out:str|Path='imgclf-report', # the report folder (a previous demo report there is replaced)
          smoke:bool=False, # a seconds-long run of every step on a few images (checks the install; used by CI)
          progress:bool|None=None, # progress bars (None: when stdout is a terminal)
@@ -449,7 +451,7 @@ def demo(out:str|Path='imgclf-report', # the report folder (a previous demo repo
     if not quiet: print(summary(m, out))
     return m
 
-# %% ../nbs/09_cli.ipynb #ec052ce9
+# %% ../nbs/09_cli.ipynb #a62030d4
 @delegates(load_data, but=['seed'])
 def lr_find_cmd(data:str|Path, # a dataset folder or CSV
                 out:str|Path='imgclf-lr-find', # where `lr_find.png` and `lr_find.json` go
@@ -464,13 +466,13 @@ def lr_find_cmd(data:str|Path, # a dataset folder or CSV
                 **kwargs):
     "Run the LR finder on a fresh learner for `data`; save `lr_find.png` and `lr_find.json`; return the result"
     out = Path(out).expanduser(); out.mkdir(parents=True, exist_ok=True)
-    learn = _setup(data, seed, arch, pretrained, weights, device, kwargs)
+    learn = _setup(data, seed, arch, pretrained, weights, device, False, kwargs)
     if unfrozen: learn.unfreeze()
     res = find_lr(learn, num_it=num_it, n_runs=n_runs, show_plot=False)
     save_figure(res.plot().figure, out/'lr_find.png'); save_json(res.as_dict(), out/'lr_find.json')
     return res
 
-# %% ../nbs/09_cli.ipynb #89aa14a3
+# %% ../nbs/09_cli.ipynb #4455b92a
 def model_dir(path:str|Path)->Path:
     "The model folder `path`, or `path/model` when `path` is a report folder"
     p = Path(path).expanduser()
@@ -483,7 +485,7 @@ def _pick_split(table, dls, split):
     if not len(rows): raise ConfigError(f"no {split} images in the data (splits: {sorted(table.split.unique())})", "pass --split with one of them, or all")
     return rows.reset_index(drop=True), split
 
-# %% ../nbs/09_cli.ipynb #9f316165
+# %% ../nbs/09_cli.ipynb #6e24bf20
 @delegates(load_data, but=['size', 'seed'])
 def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or a report folder)
                   data:str|Path, # labelled images, in any layout `train` reads
@@ -507,7 +509,7 @@ def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or
     save_json(m, out/'metrics.json'); save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=m), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #dc8accc2
+# %% ../nbs/09_cli.ipynb #d1556931
 def _cleaner_kwargs(report):
     "Root folder and label source of the dataset a report was made from (for the cleaner)"
     try: src = json.loads((report/'manifest.json').read_text())['data'].get('source') or {}
@@ -522,7 +524,7 @@ def _read_report(report):
     q = pd.read_csv(report/'review_queue.csv', dtype={'decision': str, 'label': str, 'label_b': str}, keep_default_na=False)
     return q, pd.read_csv(report/'dataset.csv', dtype={'label': str})
 
-# %% ../nbs/09_cli.ipynb #795ffae8
+# %% ../nbs/09_cli.ipynb #93c7fe2c
 def _decide_singles(q, items, kw, ledger):
     rows = q[(q.path_b == '') & (q.decision.str.strip() != '')]
     cl = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli', **kw)
@@ -545,7 +547,7 @@ def _decide_pairs(q, items, kw, ledger):
         if (cl.decision(r.path), cl.decision(r.path_b)) != _PAIR_ACTS.get(c, ('keep', 'keep')): cl.decide_pair(i, c)
     return len(rows)
 
-# %% ../nbs/09_cli.ipynb #993bebf1
+# %% ../nbs/09_cli.ipynb #9dd82429
 def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `interpret`) whose review_queue.csv has decisions
               apply:bool=False, # carry the decisions out (default: a dry run that shows the plan)
               move_files:bool=False, # also move relabelled images between class folders and deleted ones to quarantine
@@ -560,11 +562,18 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
     cl = Cleaner(items[['path']], items, ledger=ledger, source='cli', **kw)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         print(f"{n} decision(s) in {report/'review_queue.csv'}")
-        plan = cl.apply(dry_run=not apply, move_files=move_files, csv=report/'cleaned.csv')
+        plan = _apply(cl, apply, move_files, report/'cleaned.csv')
         if apply: print(f"retrain with: imgclf train {report/'cleaned.csv'}")
     return plan
 
-# %% ../nbs/09_cli.ipynb #f54e6eb7
+def _apply(cl, apply, move_files, csv):
+    "`Cleaner.apply`, and when no decision is left to carry out, `cleaned.csv` from the decisions already applied"
+    plan = cl.plan(move_files)
+    if len(plan) or not apply: return cl.apply(dry_run=not apply, move_files=move_files, csv=csv)
+    _save_table(cl.cleaned(), csv, index=False); print(f"nothing new to apply; wrote {csv}")
+    return plan
+
+# %% ../nbs/09_cli.ipynb #c25c5971
 def export_cmd(model:str|Path, # a model folder (or a report folder)
                onnx:str|Path|None=None, # also write the model as ONNX to this file
               )->dict:
@@ -577,7 +586,7 @@ def export_cmd(model:str|Path, # a model folder (or a report folder)
     if onnx: print(f"wrote {clf.export_onnx(onnx)}")
     return c
 
-# %% ../nbs/09_cli.ipynb #1a5a6838
+# %% ../nbs/09_cli.ipynb #499062eb
 def _expand(images):
     files = []
     for p in map(lambda o: Path(o).expanduser(), images):
@@ -591,7 +600,7 @@ def _predict_one(clf, f, k):
     try: return dict(path=str(f), **clf.predict(f, k).to_dict())
     except ImgclfError as e: return dict(path=str(f), error=str(e.problem))
 
-# %% ../nbs/09_cli.ipynb #1d652914
+# %% ../nbs/09_cli.ipynb #8ea31c09
 def predict_cmd(model:str|Path, # a model folder (or a report folder)
                 images:list, # image files and folders
                 k:int=3, # how many classes to list per image
@@ -611,7 +620,7 @@ def format_predictions(res:list)->str:
     return '\n'.join(f"{r['path']:<{w}}  " + (f"ERROR {r['error']}" if 'error' in r else
                      f"{r['label']:<12} {r['probability']:.3f}   " + ', '.join(f"{t['label']} {t['probability']:.3f}" for t in r['top'])) for r in res)
 
-# %% ../nbs/09_cli.ipynb #bc064b34
+# %% ../nbs/09_cli.ipynb #4addbfb0
 def _check_port(host, port):
     if not 0 < port < 65536: raise ConfigError(f"--port {port} is not a port number", "pass a port between 1 and 65535, e.g. --port 8000")
     with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
@@ -628,7 +637,7 @@ def serve_cmd(model:str|Path, # a model folder (or a report folder)
     path = model_dir(model); load_config(path); _check_port(host, port)
     serve(path, host=host, port=port, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #703f5d9f
+# %% ../nbs/09_cli.ipynb #4d4f4c36
 def _fmt(): return dict(formatter_class=argparse.RawDescriptionHelpFormatter)
 
 def _epilog(*lines): return 'examples:\n' + '\n'.join(f"  {l}" for l in lines)
@@ -646,7 +655,7 @@ def _data_args(p, size=True):
     g.add_argument('--num-workers', type=int, metavar='N', help="data loading processes (default: fastai's)")
     return g
 
-# %% ../nbs/09_cli.ipynb #f3d67719
+# %% ../nbs/09_cli.ipynb #f76d2986
 def _pipeline_args(g):
     g.add_argument('--oversample', action='store_true', help='repeat training images of smaller classes to balance the classes')
     g.add_argument('--preset', choices=list(PRESETS), default='default', help="augmentation: default, medical (no flips, gentle) or none")
@@ -661,7 +670,7 @@ def _model_args(p):
     g.add_argument('--seed', type=int, default=42, help='seed of the split, the initialisation and the data order (default: 42)')
     g.add_argument('--device', help='cpu, cuda, cuda:N or mps (default: the best available; or IMGCLF_DEVICE)')
 
-# %% ../nbs/09_cli.ipynb #0b643a34
+# %% ../nbs/09_cli.ipynb #be0470bb
 def _train_args(p):
     g = p.add_argument_group('training')
     g.add_argument('--epochs', type=int, default=3, help='epochs with every layer trainable (default: 3)')
@@ -677,7 +686,7 @@ def _train_args(p):
     g.add_argument('--resume', metavar='RUN_DIR', help='continue the run checkpointed in RUN_DIR, or start one there (same command otherwise)')
     g.add_argument('--auto-batch', action='store_true', help='on a CUDA out-of-memory error, halve the batch size and go on')
 
-# %% ../nbs/09_cli.ipynb #938815a1
+# %% ../nbs/09_cli.ipynb #13868d7f
 def _out_args(p, default, overwrite=True):
     p.add_argument('--out', default=default, metavar='DIR', help=f'the report folder (default: {default})')
     if overwrite: p.add_argument('--overwrite', action='store_true', help='replace a report already in DIR')
@@ -690,7 +699,7 @@ def _data_kwargs(a):
     if hasattr(a, 'size'): kw['size'] = a.size
     return kw
 
-# %% ../nbs/09_cli.ipynb #e6833bbf
+# %% ../nbs/09_cli.ipynb #711a8f2d
 def _run_demo(a):
     demo(a.out, smoke=a.smoke, progress=a.progress)
 
@@ -704,7 +713,7 @@ def _run_lr_find(a):
     res = lr_find_cmd(a.data, a.out, a.arch, a.pretrained, a.weights, a.unfrozen, a.num_it, a.n_runs, a.seed, a.device, **_data_kwargs(a))
     print(res); print(f"wrote {Path(a.out)/'lr_find.png'} and lr_find.json")
 
-# %% ../nbs/09_cli.ipynb #c5fef279
+# %% ../nbs/09_cli.ipynb #396f3628
 def _run_interpret(a):
     m = interpret_cmd(a.model, a.data, a.out, a.split, a.review, a.bs, a.overwrite, **{k: v for k, v in _data_kwargs(a).items() if k != 'bs'})
     print(f"imgclf interpret: {m['accuracy']:.1%} accuracy on {m[m['accuracy_on']]['n']} {m['accuracy_on']} images; report in {a.out}/ "
@@ -721,7 +730,7 @@ def _run_predict(a):
 def _run_serve(a):
     serve_cmd(a.model, a.host, a.port, log_level=a.log_level, max_bytes=a.max_bytes, allow_hosts=a.allow_host or ())
 
-# %% ../nbs/09_cli.ipynb #a7fc23a4
+# %% ../nbs/09_cli.ipynb #b70e2413
 def _add_demo(sub):
     p = sub.add_parser('demo', help='the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores', **_fmt(),
                        description='Run data -> pretrained transfer learning -> LR finder -> training -> interpretation -> cleaning queue -> export\n'
@@ -732,7 +741,7 @@ def _add_demo(sub):
     p.add_argument('--no-progress', dest='progress', action='store_const', const=False, default=None, help='one line per epoch instead of progress bars')
     p.set_defaults(func=_run_demo)
 
-# %% ../nbs/09_cli.ipynb #de148a89
+# %% ../nbs/09_cli.ipynb #b7d9c130
 def _add_train(sub):
     p = sub.add_parser('train', help='train a classifier on your images and write a report folder', **_fmt(),
                        description='Train a classifier: data -> pretrained model -> LR finder -> training (fastai fine_tune recipe)\n'
@@ -747,7 +756,7 @@ def _add_train(sub):
     _pipeline_args(_data_args(p)); _model_args(p); _train_args(p); _out_args(p, 'imgclf-report')
     p.set_defaults(func=_run_train)
 
-# %% ../nbs/09_cli.ipynb #b9e90953
+# %% ../nbs/09_cli.ipynb #87599b2a
 def _add_lr_find(sub):
     p = sub.add_parser('lr-find', help='plot loss against learning rate and suggest one', **_fmt(),
                        description="fastai's LR range test on the learner imgclf train would build; it changes nothing and saves the curve.",
@@ -760,7 +769,7 @@ def _add_lr_find(sub):
     p.add_argument('--out', default='imgclf-lr-find', metavar='DIR', help='where lr_find.png and lr_find.json go (default: imgclf-lr-find)')
     p.set_defaults(func=_run_lr_find)
 
-# %% ../nbs/09_cli.ipynb #91345da8
+# %% ../nbs/09_cli.ipynb #119fcb77
 def _add_interpret(sub):
     p = sub.add_parser('interpret', help='judge an exported model on labelled images: plots, report, review queue', **_fmt(),
                        description='Predict labelled images with an exported model and write confusion_matrix.png, top_losses.png,\n'
@@ -774,7 +783,7 @@ def _add_interpret(sub):
     _out_args(p, 'imgclf-interpret')
     p.set_defaults(func=_run_interpret)
 
-# %% ../nbs/09_cli.ipynb #3d7da27a
+# %% ../nbs/09_cli.ipynb #c1ea52e0
 def _add_clean(sub):
     p = sub.add_parser('clean', help="apply the decisions written in a report's review_queue.csv", **_fmt(),
                        description="Record the decisions of REPORT/review_queue.csv (decision column: keep, delete or a class name;\n"
@@ -787,7 +796,7 @@ def _add_clean(sub):
     p.add_argument('--move-files', action='store_true', help='also move relabelled images to their class folder and deleted ones to quarantine (folder datasets)')
     p.set_defaults(func=_run_clean)
 
-# %% ../nbs/09_cli.ipynb #dca24b9c
+# %% ../nbs/09_cli.ipynb #4b326193
 def _add_export(sub):
     p = sub.add_parser('export', help='check a model folder, print its card, optionally write ONNX', **_fmt(),
                        description='Load a model folder as imgclf.export.load_model does (checksum, versions), print what it is,\nand optionally export it to ONNX.',
@@ -796,7 +805,7 @@ def _add_export(sub):
     p.add_argument('--onnx', metavar='FILE', help='write the model as ONNX (normalisation and softmax included) to FILE')
     p.set_defaults(func=_run_export)
 
-# %% ../nbs/09_cli.ipynb #d8a745a9
+# %% ../nbs/09_cli.ipynb #c1d47b9c
 def _add_predict(sub):
     p = sub.add_parser('predict', help='the top classes of images or folders of images', **_fmt(),
                        description='Predict images with an exported model. Folders are searched recursively.',
@@ -808,7 +817,7 @@ def _add_predict(sub):
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     p.set_defaults(func=_run_predict)
 
-# %% ../nbs/09_cli.ipynb #9fc1f2f1
+# %% ../nbs/09_cli.ipynb #f330d4ea
 def _add_serve(sub):
     p = sub.add_parser('serve', help='serve a model: upload page, JSON API, health check', **_fmt(),
                        description='Serve a model with Uvicorn: GET / (upload page), POST /predict, GET /classify-url?url=, GET /health.',
@@ -822,7 +831,7 @@ def _add_serve(sub):
     p.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'], help='Uvicorn log level')
     p.set_defaults(func=_run_serve)
 
-# %% ../nbs/09_cli.ipynb #538754ae
+# %% ../nbs/09_cli.ipynb #fefa37d0
 def build_parser()->Parser:
     "The `imgclf` argument parser, with one sub-parser per command"
     p = Parser(prog='imgclf', description='Train trustworthy image classifiers on fastai: from a folder of images to a running service.', **_fmt(),
@@ -836,7 +845,7 @@ def build_parser()->Parser:
     for add in (_add_demo, _add_train, _add_lr_find, _add_interpret, _add_clean, _add_export, _add_predict, _add_serve): add(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #df9aa5ad
+# %% ../nbs/09_cli.ipynb #990096d9
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"imgclf: warning: {' '.join(str(message).split())[:600]}", file=sys.stderr)
 
@@ -847,7 +856,7 @@ def _cli_warnings():
         for cat in (FutureWarning, DeprecationWarning, PendingDeprecationWarning): warnings.filterwarnings('ignore', category=cat)
         yield
 
-# %% ../nbs/09_cli.ipynb #d4daad67
+# %% ../nbs/09_cli.ipynb #4d584516
 def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         )->int:
     "The `imgclf` command: run a subcommand; errors the user can fix become one line on stderr and exit code 2"
@@ -862,6 +871,6 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         print(f"imgclf: error: {e.strerror or e}: {e.filename} (fix: check the path and its permissions)", file=sys.stderr); return 2
     except KeyboardInterrupt: print("imgclf: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/09_cli.ipynb #cc32d343
+# %% ../nbs/09_cli.ipynb #eec76b58
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

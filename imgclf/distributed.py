@@ -7,7 +7,7 @@ __all__ = ['CHECKPOINT', 'RUN_JSON', 'FORMAT', 'world_size', 'rank', 'local_rank
            'init_distributed', 'teardown_distributed', 'rank_zero_first', 'ShardedDL', 'DDPTrainer', 'GatheredMetric',
            'distributed_context', 'find_lr_once', 'set_batch_size', 'auto_batch_size', 'fit_resumable']
 
-# %% ../nbs/10_distributed.ipynb #7c342002
+# %% ../nbs/10_distributed.ipynb #8bfa26b4
 import os, gc, json, math, time, random, datetime, contextlib
 from pathlib import Path
 import numpy as np, torch
@@ -23,11 +23,11 @@ from .learner import snapshot_state, restore_state
 from .lr_find import find_lr, LRFindResult
 from .interpret import TrainingHistory
 
-# %% ../nbs/10_distributed.ipynb #54b3fbae
+# %% ../nbs/10_distributed.ipynb #c9383346
 try: from fastai.distributed import DistributedDL, DistributedTrainer
 except (ImportError, NameError) as e: raise ImportError("imgclf.distributed needs the accelerate package: pip install accelerate") from e
 
-# %% ../nbs/10_distributed.ipynb #86987f5a
+# %% ../nbs/10_distributed.ipynb #555c9f62
 def _group(): return dist.is_available() and dist.is_initialized()
 
 def world_size()->int:
@@ -42,7 +42,7 @@ def local_rank()->int:
     "This process's number on its machine, which is the GPU it uses (0 outside torchrun)"
     return int(os.environ.get('LOCAL_RANK', 0))
 
-# %% ../nbs/10_distributed.ipynb #9bac62ce
+# %% ../nbs/10_distributed.ipynb #38d28b71
 def is_distributed()->bool:
     "Was this process launched by torchrun / accelerate launch with more than one process?"
     return world_size() > 1
@@ -55,7 +55,7 @@ def barrier():
     "Wait until every rank gets here (nothing to wait for outside a process group)"
     if _group() and dist.get_world_size() > 1: dist.barrier()
 
-# %% ../nbs/10_distributed.ipynb #ee4bf3d5
+# %% ../nbs/10_distributed.ipynb #b44a6275
 _ENV, _OWN = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'), {'group': False}
 
 def _rank_device():
@@ -66,7 +66,7 @@ def _rank_device():
         raise ConfigError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPU(s)", "start at most one process per GPU: torchrun --nproc_per_node <number of GPUs>")
     return torch.device('cuda', local_rank())
 
-# %% ../nbs/10_distributed.ipynb #120b5bb8
+# %% ../nbs/10_distributed.ipynb #df1c2526
 def init_distributed(backend:str|None=None, # 'nccl' or 'gloo'; default: nccl on CUDA, gloo on CPU
                      timeout:float=1800, # seconds a rank waits for the others before the run fails
                     )->torch.device:
@@ -80,7 +80,7 @@ def init_distributed(backend:str|None=None, # 'nccl' or 'gloo'; default: nccl on
         _OWN['group'] = True
     return device
 
-# %% ../nbs/10_distributed.ipynb #7e7119e8
+# %% ../nbs/10_distributed.ipynb #e403d635
 def teardown_distributed():
     "Leave the process group if imgclf joined it"
     if _OWN['group'] and _group(): dist.destroy_process_group()
@@ -95,7 +95,7 @@ def rank_zero_first():
     yield
     if rank_zero(): barrier()
 
-# %% ../nbs/10_distributed.ipynb #c1e49050
+# %% ../nbs/10_distributed.ipynb #3af9491a
 def _round_up(n, m): return int(math.ceil(n/m)*m)
 
 class ShardedDL(DistributedDL):
@@ -111,7 +111,7 @@ class ShardedDL(DistributedDL):
         n = _round_up(self.dl.n, self.world_size)//self.world_size
         return n//self.bs if self.drop_last else math.ceil(n/self.bs)
 
-# %% ../nbs/10_distributed.ipynb #b4dd94b4
+# %% ../nbs/10_distributed.ipynb #f4e3bfd1
 def _unwrap(model): return getattr(model, 'module', model)
 
 def _sync_buffers(model):
@@ -124,7 +124,7 @@ class DDPTrainer(DistributedTrainer):
     def before_validate(self): super().before_validate(); _sync_buffers(self.learn.model)
     def after_fit(self): _sync_buffers(self.learn.model); super().after_fit()
 
-# %% ../nbs/10_distributed.ipynb #813ced89
+# %% ../nbs/10_distributed.ipynb #427ba37f
 class GatheredMetric(Metric):
     "An averaged metric (or the validation loss) computed once on all ranks' predictions, padding removed"
     def __init__(self, func, name:str): self.func,self._name = func,name
@@ -139,7 +139,7 @@ class GatheredMetric(Metric):
     @property
     def name(self): return self._name
 
-# %% ../nbs/10_distributed.ipynb #76c56da2
+# %% ../nbs/10_distributed.ipynb #ea76a0d6
 def _gather_metrics(learn):
     "Swap `learn`'s averaged metrics and validation loss for `GatheredMetric`s; returns the originals"
     old = (learn.metrics, learn.recorder.loss)
@@ -157,7 +157,7 @@ def _plain_batchnorm(module):
     for name, child in module.named_children(): setattr(module, name, _plain_batchnorm(child))
     return module
 
-# %% ../nbs/10_distributed.ipynb #2e71e5ef
+# %% ../nbs/10_distributed.ipynb #cce2acd7
 def _to_rank(learn, device):
     learn.model.to(device); learn.dls.to(device)
     if hasattr(learn, 'imgclf'): learn.imgclf.update(device=str(device), world_size=world_size())
@@ -175,7 +175,7 @@ def _detach(learn, cb, bars, metrics):
     learn.metrics, learn.recorder.__dict__['loss'] = metrics
     learn.model = _plain_batchnorm(_unwrap(learn.model))
 
-# %% ../nbs/10_distributed.ipynb #dfedfd64
+# %% ../nbs/10_distributed.ipynb #6e2dd1e6
 def _leave_world():
     "Tell fastai (which reads `WORLD_SIZE`) that training is no longer distributed; `RANK` stays"
     if os.environ.get('WORLD_SIZE', '1') != '1': _OWN['world'] = os.environ['WORLD_SIZE']; os.environ['WORLD_SIZE'] = '1'
@@ -183,7 +183,7 @@ def _leave_world():
 def _rejoin_world():
     if _OWN.get('world'): os.environ['WORLD_SIZE'] = _OWN.pop('world')
 
-# %% ../nbs/10_distributed.ipynb #4b40ba6c
+# %% ../nbs/10_distributed.ipynb #bc05713d
 @contextlib.contextmanager
 def distributed_context(learn:Learner, # a learner from `build_learner`, built the same way on every rank
                         sync_bn:bool|None=None, # BatchNorm statistics over all ranks' batches (default: on CUDA; gloo cannot)
@@ -203,9 +203,10 @@ def distributed_context(learn:Learner, # a learner from `build_learner`, built t
     finally:
         _detach(learn, *state)
         if ok: barrier()
-        teardown_distributed(); _leave_world()
+        owned = _OWN['group']; teardown_distributed()
+        if owned: _leave_world()
 
-# %% ../nbs/10_distributed.ipynb #eb0e959c
+# %% ../nbs/10_distributed.ipynb #080014a4
 @contextlib.contextmanager
 def _solo(learn):
     "Train on this rank alone: no DDP, and fastai's metrics stop gathering across ranks (it reads `WORLD_SIZE`)"
@@ -217,7 +218,7 @@ def _solo(learn):
         if old is None: del os.environ['WORLD_SIZE']
         else: os.environ['WORLD_SIZE'] = old
 
-# %% ../nbs/10_distributed.ipynb #5372f30b
+# %% ../nbs/10_distributed.ipynb #22929d9b
 def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or not
                  **kwargs, # passed to `imgclf.lr_find.find_lr` (`num_it`, `n_runs`, `show_plot`, ...)
                 )->LRFindResult:
@@ -233,7 +234,7 @@ def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or n
     if hasattr(learn, 'imgclf'): learn.imgclf['lr_find'] = res.as_dict()
     return res
 
-# %% ../nbs/10_distributed.ipynb #c959cfcc
+# %% ../nbs/10_distributed.ipynb #c4853b07
 def _tuples(o): return tuple(_tuples(x) for x in o) if isinstance(o, (list, tuple)) else o
 def _base(dl): return dl.dl if isinstance(dl, DistributedDL) else dl
 
@@ -251,7 +252,7 @@ def _set_rng_state(learn, st):
     if st['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state(st['cuda'])
     for dl, s in zip(learn.dls.loaders, st['loaders']): _base(dl).rng.setstate(_tuples(s))
 
-# %% ../nbs/10_distributed.ipynb #0306a40a
+# %% ../nbs/10_distributed.ipynb #f22cf07b
 def _plainify(o):
     "Values `torch.load(weights_only=True)` accepts: plain tensors on the CPU, numbers, strings, lists, tuples, dicts"
     if isinstance(o, torch.Tensor): return o.detach().cpu().as_subclass(torch.Tensor)
@@ -274,7 +275,7 @@ def _gather_objects(o):
     out = [None]*dist.get_world_size(); dist.all_gather_object(out, o)
     return out
 
-# %% ../nbs/10_distributed.ipynb #ed866ef8
+# %% ../nbs/10_distributed.ipynb #eee1591c
 CHECKPOINT, RUN_JSON, FORMAT = 'checkpoint.pth', 'run.json', 'imgclf-run'
 
 def _lr_json(lr): return [None if lr.start is None else float(lr.start), float(lr.stop)] if isinstance(lr, slice) else float(lr)
@@ -286,7 +287,7 @@ def _check_lr(lr, name='lr'):
         raise ConfigError(f"bad {name} {lr!r}", "use a positive float such as 1e-3 (find_lr suggests one), or slice(lo, hi) with 0 < lo <= hi")
     return lr
 
-# %% ../nbs/10_distributed.ipynb #cc254a89
+# %% ../nbs/10_distributed.ipynb #97cc8e9c
 def _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs=None, unfrozen_kwargs=None):
     "[{name, epochs, lr, kw}] for the frozen and unfrozen stages that have epochs (`kw`: more `fit_one_cycle` arguments)"
     for n, k in ((epochs, 'epochs'), (freeze_epochs, 'freeze_epochs')):
@@ -302,7 +303,7 @@ def _config(learn, stages):
     return dict(stages=[dict(s, lr=_lr_json(s['lr'])) for s in stages], arch=info.get('arch'),
                 vocab=[str(o) for o in getattr(learn.dls, 'vocab', [])])
 
-# %% ../nbs/10_distributed.ipynb #f0062d78
+# %% ../nbs/10_distributed.ipynb #ddae14bc
 _REC = ('values', 'lrs', 'losses', 'iters')
 
 class _Run:
@@ -315,7 +316,7 @@ class _Run:
         return dict(format=FORMAT, epoch=epoch, epochs=self.total, done=epoch == self.total, world_size=world_size(),
                     config=self.config, history=self.history, updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
 
-# %% ../nbs/10_distributed.ipynb #fe048f74
+# %% ../nbs/10_distributed.ipynb #993fb0d2
 def _recorder_state(learn):
     rec, ps = learn.recorder, getattr(learn, 'param_scheduler', None)
     return _plainify(dict({k: list(getattr(rec, k, [])) for k in _REC}, metric_names=list(getattr(rec, 'metric_names', [])),
@@ -332,7 +333,7 @@ def _last_metrics(learn):
     names, vals = list(learn.recorder.metric_names[1:-1]), learn.recorder.values[-1]
     return {n: (None if v is None else float(v)) for n, v in zip(names, vals)}
 
-# %% ../nbs/10_distributed.ipynb #05ec9555
+# %% ../nbs/10_distributed.ipynb #14c8a8ab
 def _save(learn, run, stage, stage_epoch, secs):
     "After an epoch: all ranks' RNG states to rank 0, which writes checkpoint.pth and run.json atomically"
     epoch = run.done_before(stage) + stage_epoch
@@ -347,7 +348,7 @@ def _save(learn, run, stage, stage_epoch, secs):
     with atomic_path(run.run_dir/CHECKPOINT) as tmp: torch.save(state, tmp)
     save_json(run.summary(epoch), run.run_dir/RUN_JSON)
 
-# %% ../nbs/10_distributed.ipynb #ad392b2a
+# %% ../nbs/10_distributed.ipynb #34758056
 class _Checkpoint(Callback):
     "Checkpoint the run after every epoch that trained (not the epochs a resumed stage skips)"
     order = 65  # after the Recorder (50) has the epoch's metrics
@@ -357,7 +358,7 @@ class _Checkpoint(Callback):
     def after_epoch(self):
         if self.trained: _save(self.learn, self.run, self.stage, self.epoch + 1, time.time() - self.t0)
 
-# %% ../nbs/10_distributed.ipynb #db36ef68
+# %% ../nbs/10_distributed.ipynb #0a47a705
 class _Resume(Callback):
     "At epoch `start` of a resumed stage, put back what the checkpoint saved after epoch `start-1`"
     order = 45  # before the Recorder (50), so the skipped epochs stay out of the log
@@ -376,7 +377,7 @@ class _Resume(Callback):
             th = _history_cb(self.learn)
             if th is not None and self.ck.get('fits'): th._fit = self.ck['fits']['current']
 
-# %% ../nbs/10_distributed.ipynb #3d0b6290
+# %% ../nbs/10_distributed.ipynb #24594837
 def _put_recorder(learn, st, log=False):
     "Put a saved recorder history back (and show its rows in the table)"
     rec, ps = learn.recorder, getattr(learn, 'param_scheduler', None)
@@ -387,7 +388,7 @@ def _put_recorder(learn, st, log=False):
     if log:
         for i, v in enumerate(rec.values): learn.logger([i, *v, 'saved'])
 
-# %% ../nbs/10_distributed.ipynb #f81eecb1
+# %% ../nbs/10_distributed.ipynb #56ea83c2
 def _read_checkpoint(run_dir):
     f = Path(run_dir)/CHECKPOINT
     if not f.exists(): return None
@@ -398,7 +399,7 @@ def _read_checkpoint(run_dir):
 
 def _leftovers(run_dir): return [p for n in (CHECKPOINT, RUN_JSON) for p in Path(run_dir).glob(f'.{n}.*.tmp')]
 
-# %% ../nbs/10_distributed.ipynb #043377c5
+# %% ../nbs/10_distributed.ipynb #0e789561
 def _find(run_dir, resume):
     "The checkpoint to resume from, or None for a new run, checking `resume` against what `run_dir` holds"
     ck = _read_checkpoint(run_dir)
@@ -423,7 +424,7 @@ def _from_rank_zero(fn):
 def _say(msg):
     if rank_zero(): print(msg, flush=True)
 
-# %% ../nbs/10_distributed.ipynb #9c868836
+# %% ../nbs/10_distributed.ipynb #e5038215
 def _check_same(old, new, run_dir):
     diff = [k for k in ('stages', 'arch', 'vocab') if old.get(k) != new.get(k)]
     if diff: raise ConfigError(f"{run_dir} holds a different run ({'; '.join(f'{k}: run {old.get(k)}, now {new.get(k)}' for k in diff)})",
@@ -442,7 +443,7 @@ def _restore(learn, run, ck):
     if hasattr(learn, 'imgclf'): learn.imgclf.update({k: v for k, v in ck['imgclf'].items() if k not in ('device', 'world_size')})
     return (s + 1, 0) if e == run.stages[s]['epochs'] else (s, e)
 
-# %% ../nbs/10_distributed.ipynb #efb5642b
+# %% ../nbs/10_distributed.ipynb #fb2e712c
 def set_batch_size(learn:Learner, # the learner whose DataLoaders to rebuild
                    bs:int, # the new training batch size
                   )->Learner:
@@ -451,7 +452,7 @@ def set_batch_size(learn:Learner, # the learner whose DataLoaders to rebuild
     learn.dls.loaders = [_base(dl).new(bs=max(1, bs if i == 0 else round(_base(dl).bs*bs/old))) for i, dl in enumerate(learn.dls.loaders)]
     return learn
 
-# %% ../nbs/10_distributed.ipynb #f95a0c64
+# %% ../nbs/10_distributed.ipynb #37aadd76
 def _is_oom(e): return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and 'out of memory' in str(e).lower())
 
 def _free(learn):
@@ -463,7 +464,7 @@ def _free(learn):
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
-# %% ../nbs/10_distributed.ipynb #b0af6a0d
+# %% ../nbs/10_distributed.ipynb #a767fe7c
 class _StopAfter(Callback):
     "Stop the fit after `n` training batches"
     def __init__(self, n): self.n = n
@@ -479,7 +480,7 @@ def _try_batches(learn, n, unfreeze):
         with _solo(learn), learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=_StopAfter(n))
     finally: restore_state(learn, st)
 
-# %% ../nbs/10_distributed.ipynb #bc217c61
+# %% ../nbs/10_distributed.ipynb #1f456394
 def auto_batch_size(learn:Learner, # the learner to try (its `dls.train.bs` is where the search starts)
                     n_batches:int=2, # training batches tried at each batch size
                     unfreeze:bool=True, # try with the whole network trainable (the most memory)
@@ -500,7 +501,7 @@ def auto_batch_size(learn:Learner, # the learner to try (its `dls.train.bs` is w
         if int(t) != bs: bs = int(t); set_batch_size(learn, bs)
     return bs
 
-# %% ../nbs/10_distributed.ipynb #1d4d4c80
+# %% ../nbs/10_distributed.ipynb #31130781
 def _load_opt(learn, ck): learn.opt.load_state_dict(_to(ck['opt'], next(learn.model.parameters()).device))
 
 def _ended(learn, ck):
@@ -517,7 +518,7 @@ def _run_args(ck, unfrozen_lr, frozen_kwargs, unfrozen_kwargs):
     kw = lambda name, given: given if given is not None else st.get(name, {}).get('kw')
     return _lr_from_json(first['lr']), unfrozen_lr, kw('frozen', frozen_kwargs), kw('unfrozen', unfrozen_kwargs)
 
-# %% ../nbs/10_distributed.ipynb #3db94705
+# %% ../nbs/10_distributed.ipynb #83c7e9a2
 def _fit_stage(learn, run, si, first, ck, user_cbs, **kwargs):
     s = run.stages[si]
     learn.freeze() if s['name'] == 'frozen' else learn.unfreeze()  # both clear the optimizer state, as in an uninterrupted run
@@ -527,7 +528,7 @@ def _fit_stage(learn, run, si, first, ck, user_cbs, **kwargs):
         cbs.append(_Resume(ck, first, same_stage=ck['stage'] == si))
     learn.fit_one_cycle(s['epochs'], s['lr'], start_epoch=first, cbs=cbs + user_cbs, **{**kwargs, **s['kw']})
 
-# %% ../nbs/10_distributed.ipynb #3b80a237
+# %% ../nbs/10_distributed.ipynb #230e68d6
 def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distributed_context` for DDP)
                   epochs:int, # epochs training the whole network (after the frozen ones)
                   lr:float|slice|None, # max learning rate of the first stage; None when resuming: the run's
