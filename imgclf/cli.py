@@ -8,13 +8,13 @@ __all__ = ['REPORT_FILES', 'QUEUE_COLS', 'DEMO', 'SMOKE', 'error_line', 'Parser'
            'review_queue', 'write_report', 'train', 'summary', 'demo', 'lr_find_cmd', 'model_dir', 'interpret_cmd',
            'clean_cmd', 'export_cmd', 'predict_cmd', 'format_predictions', 'serve_cmd', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #a1108673
+# %% ../nbs/09_cli.ipynb #40981a28
 import warnings
 
-# %% ../nbs/09_cli.ipynb #1d3957dc
+# %% ../nbs/09_cli.ipynb #0a6acab9
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning) # fastai's layers on torch >= 2.9: noise in a terminal
 
-# %% ../nbs/09_cli.ipynb #2e591a65
+# %% ../nbs/09_cli.ipynb #7b40820b
 import os, io, sys, json, time, socket, argparse, contextlib
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -32,7 +32,7 @@ from .interpret import Interpreter, TrainingHistory, track_history, plot_loss
 from .cleaner import Cleaner, PAIR_CHOICES, from_toplosses, from_label_issues, from_similars, dataset_table
 from .export import export_model, load_model, load_config, CONFIG
 
-# %% ../nbs/09_cli.ipynb #d6c9dd26
+# %% ../nbs/09_cli.ipynb #67cd154c
 def error_line(e:ImgclfError, # the error to report
                max_len:int=400, # cut the problem at this many characters
               )->str:
@@ -42,13 +42,13 @@ def error_line(e:ImgclfError, # the error to report
     if len(msg) > max_len: msg = msg[:max_len-3] + '...'
     return f"imgclf: error: {msg}" + (f" (fix: {e.fix})" if e.fix else '')
 
-# %% ../nbs/09_cli.ipynb #b05d28b1
+# %% ../nbs/09_cli.ipynb #0ac115c9
 class Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are `ConfigError`s (printed by `main` as one line, exit code 2)"
     def error(self, message):
         raise ConfigError(message, f"see `{self.prog} --help`")
 
-# %% ../nbs/09_cli.ipynb #32f0bca0
+# %% ../nbs/09_cli.ipynb #fcd1bf68
 def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_test):
     if not data.exists(): raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
     if csv is not None and label_re: raise ConfigError("--csv and --label-re both given", "labels come from the CSV or from the file names: pass one of them")
@@ -56,14 +56,14 @@ def _check_data_args(data, csv, label_re, valid_pct, valid, test, merge_valid_te
     if data.is_file() and data.suffix.lower() != '.csv': raise DataError(f"{data} is a file, not a folder or a .csv", "pass the dataset folder, or a CSV of path,label[,split]")
     if valid_pct is not None and not 0 < valid_pct < 1: raise ConfigError(f"--valid-pct {valid_pct} is not between 0 and 1", "pass e.g. --valid-pct 0.2")
 
-# %% ../nbs/09_cli.ipynb #b55d7bff
+# %% ../nbs/09_cli.ipynb #5678737b
 def _test_folder(data, test, valid_pct):
     "The labelled test folder: `test` ('' for none), else `test/` when `DATA` has split folders"
     if test == '': return None
     if test is not None: return test
     return 'test' if (data/'test').is_dir() and ((data/'train').is_dir()) else None
 
-# %% ../nbs/09_cli.ipynb #c47c83f3
+# %% ../nbs/09_cli.ipynb #85e3be6a
 @delegates(from_folder, but=['path', 'train', 'valid', 'test', 'valid_pct', 'merge_valid_test'])
 def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths and labels
               csv:str|Path|None=None, # a CSV of `path,label[,split]` with paths relative to `data`
@@ -83,7 +83,7 @@ def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths an
     if merge_valid_test and test is None: raise ConfigError(f"--merge-valid-test needs a test folder, and {data} has no test/", "add DATA/test/<class>/<image>, or pass --test NAME")
     return from_folder(data, valid=valid, test=test, valid_pct=valid_pct, merge_valid_test=merge_valid_test, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #9e0f0fa1
+# %% ../nbs/09_cli.ipynb #d5501b5f
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
                 'classification_report.csv', 'review_queue.csv', 'dataset.csv', 'model')
 
@@ -103,7 +103,7 @@ def _command_of(out):
     try: return json.loads((Path(out)/'metrics.json').read_text()).get('command')
     except (OSError, ValueError, AttributeError): return None
 
-# %% ../nbs/09_cli.ipynb #ca54a70d
+# %% ../nbs/09_cli.ipynb #70c1ad75
 def save_figure(fig, # a matplotlib figure
                 fn:str|Path, # the PNG to write
                 dpi:int=80, # resolution: the report's figures are small
@@ -115,7 +115,7 @@ def save_figure(fig, # a matplotlib figure
 
 def _save_table(df, fn, index=True): atomic_write(fn, df.to_csv(index=index)); return Path(fn)
 
-# %% ../nbs/09_cli.ipynb #42c1c65c
+# %% ../nbs/09_cli.ipynb #6c076aa7
 class EpochLine(Callback):
     "Print one line per epoch: losses, metrics and time (the progress report without progress bars)"
     order = 60 # after the Recorder has the epoch's values
@@ -129,7 +129,7 @@ class EpochLine(Callback):
         stage = 'frozen' if getattr(self.opt, 'frozen_idx', 0) else 'unfrozen'
         print(f"  epoch {self.done}/{self.total or '?'} ({stage}): {stats}  ({time.time()-self.t0:.0f}s)", flush=True)
 
-# %% ../nbs/09_cli.ipynb #55b4ea41
+# %% ../nbs/09_cli.ipynb #7ffc7360
 @contextlib.contextmanager
 def progress_ctx(learn, # the learner about to train
                  progress:bool|None=None, # fastai's bars; None: when stdout is a terminal; False: `EpochLine`
@@ -141,7 +141,7 @@ def progress_ctx(learn, # the learner about to train
     if progress and not quiet and not rank_distrib(): yield; return
     with learn.no_bar(), learn.no_logging(), learn.added_cbs([] if quiet else [EpochLine(total)]): yield
 
-# %% ../nbs/09_cli.ipynb #3d1a35a9
+# %% ../nbs/09_cli.ipynb #aef79d7d
 def _check_lr_arg(lr):
     if isinstance(lr, str) and lr in ('auto', *SUGGESTIONS): return lr
     try: lr = float(lr)
@@ -155,7 +155,7 @@ def _check_train_args(epochs, freeze_epochs, lr, review):
     if epochs + freeze_epochs < 1: raise ConfigError("--epochs 0 and --freeze-epochs 0: nothing to train", "pass --epochs 1 or more")
     return _check_lr_arg(lr)
 
-# %% ../nbs/09_cli.ipynb #0c12b1d3
+# %% ../nbs/09_cli.ipynb #96e821ee
 def choose_lr(learn, # the learner, frozen as it will start training
               lr='auto', # a float, 'auto' (the recommendation) or a suggestion name ('valley', 'minimum', ...)
               num_it:int=100, # iterations of the LR finder
@@ -171,7 +171,7 @@ def choose_lr(learn, # the learner, frozen as it will start training
     if lr not in res.suggestions: raise ConfigError(f"the LR finder has no {lr!r} suggestion on this run (it has {list(res.suggestions)})", "pass --lr auto or a number")
     return res.suggestions[lr], res
 
-# %% ../nbs/09_cli.ipynb #b5f30b9a
+# %% ../nbs/09_cli.ipynb #73dd754a
 def stage_plan(pretrained:bool, # does the body start from ImageNet weights
                epochs:int, # epochs with every layer trainable
                freeze_epochs:int, # epochs of the head alone first
@@ -194,7 +194,7 @@ def fine_tune(learn, # a learner from `build_learner`
     if ep: fit_unfrozen(learn, ep, un, pct_start=0.3, div=5.)
     return learn
 
-# %% ../nbs/09_cli.ipynb #ce7f1ab8
+# %% ../nbs/09_cli.ipynb #a2eccadd
 def interpret_learner(learn)->dict:
     "{'valid': Interpreter, 'test': Interpreter (when `learn.dls` has a labelled test set)}"
     res = {'valid': Interpreter.from_learner(learn, ds_idx=1)}
@@ -204,7 +204,7 @@ def interpret_learner(learn)->dict:
 def _split_metrics(it:Interpreter)->dict:
     return dict(accuracy=round(it.accuracy, 6), error_rate=round(1-it.accuracy, 6), loss=round(float(it.losses.mean()), 6), n=len(it))
 
-# %% ../nbs/09_cli.ipynb #2bb0a6b7
+# %% ../nbs/09_cli.ipynb #f83565de
 def _has_history(learn): return any(isinstance(c, TrainingHistory) and c.fits for c in learn.cbs)
 
 def write_plots(interp:Interpreter, # the predictions to draw (the learner's, for the loss curve)
@@ -219,7 +219,7 @@ def write_plots(interp:Interpreter, # the predictions to draw (the learner's, fo
     files.append(_save_table(interp.classification_report().round(4), out/'classification_report.csv'))
     return files
 
-# %% ../nbs/09_cli.ipynb #b03fc77c
+# %% ../nbs/09_cli.ipynb #f8721b0a
 QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b', 'split_b', 'sim', 'leakage', 'decision']
 
 def _singles(interp, n, ledger):
@@ -232,7 +232,7 @@ def _singles(interp, n, ledger):
     for c in ('label', 'split'): both[c] = both[c].fillna(both.path.map(dict(zip(li.path, li[c]))))
     return both.drop(columns='kind_li')
 
-# %% ../nbs/09_cli.ipynb #f63ad476
+# %% ../nbs/09_cli.ipynb #f8794d1f
 def _pairs(source, interp, duplicates, n, ledger, bs):
     "Exact (and with `duplicates='near'`, near-) duplicate pairs over every image of the dataset"
     learn = interp.learn
@@ -244,7 +244,7 @@ def _pairs(source, interp, duplicates, n, ledger, bs):
 
 def review_queue(interp:Interpreter, # cached predictions of held-out images (with item paths)
                  n:int=100, # at most this many top losses, label issues and duplicate pairs each
-                 duplicates:str='near', # 'near' (embeds every image), 'exact' (file hashes) or 'none'
+                 duplicates:str='exact', # 'exact' (file hashes), 'near' (embeds every image) or 'none'
                  table:pd.DataFrame|None=None, # every image (`path`, `label`, `split`); default: the learner's data
                  ledger:str|Path|None=None, # the cleaner's ledger (read only here)
                  bs:int=64, # batch size of the embeddings
@@ -257,7 +257,7 @@ def review_queue(interp:Interpreter, # cached predictions of held-out images (wi
     q = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=QUEUE_COLS)
     return q.reindex(columns=QUEUE_COLS).assign(decision='')
 
-# %% ../nbs/09_cli.ipynb #9d8cff1f
+# %% ../nbs/09_cli.ipynb #0659f44e
 def _metrics(interps, learn, lr, lr_res, command):
     m = dict(command=command, accuracy=None, arch=learn.imgclf['arch'], pretrained=learn.imgclf['pretrained'],
              size=learn.dls.imgclf.get('size'), classes=len(learn.dls.vocab), lr=lr, lr_source='lr_find' if lr_res else 'given')
@@ -266,13 +266,13 @@ def _metrics(interps, learn, lr, lr_res, command):
     m['accuracy_on'] = 'test' if 'test' in m else 'valid'
     return m
 
-# %% ../nbs/09_cli.ipynb #ac3daea8
+# %% ../nbs/09_cli.ipynb #06ac2056
 def write_report(learn, # a trained learner (with a `TrainingHistory`)
                  out:str|Path, # the report folder (already prepared)
                  lr:float, # the learning rate it was trained with
                  lr_res=None, # the `LRFindResult` the rate came from, if any
                  review:int=100, # at most this many images per kind in the review queue (0: no queue)
-                 duplicates:str='near', # 'near', 'exact' or 'none' (see `review_queue`)
+                 duplicates:str='exact', # 'exact', 'near' or 'none' (see `review_queue`)
                  command:str='train', # the command recorded in `metrics.json`
                  name:str|None=None, # the model's name (default: the dataset folder's name)
                  extra:dict|None=None, # more facts for the manifest (e.g. the command line)
@@ -293,7 +293,7 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
                            files=sorted(p.name for p in out.iterdir() if not p.name.startswith('.')), **(extra or {})), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #ef658795
+# %% ../nbs/09_cli.ipynb #eadb7e5c
 def _distributed(*names):
     "`imgclf.distributed`, imported now, checked to have `names`"
     try: from imgclf import distributed as dist
@@ -303,7 +303,7 @@ def _distributed(*names):
     if missing: raise ConfigError(f"imgclf.distributed has no {', '.join(missing)}", "upgrade imgclf, or train without the options that need it")
     return dist
 
-# %% ../nbs/09_cli.ipynb #3a6e6492
+# %% ../nbs/09_cli.ipynb #a53fab48
 def _dist_setup(out, distributed, run_dir, resume, auto_batch, quiet):
     "`imgclf.distributed` when an option needs it (else None), the checkpoint folder, and the resume mode"
     if resume: run_dir, mode = resume, 'auto'  # continue the run there, or start it there: the same command survives restarts
@@ -313,7 +313,7 @@ def _dist_setup(out, distributed, run_dir, resume, auto_batch, quiet):
     if distributed and not dist.is_distributed() and not quiet: print("note: --distributed, but not started by torchrun or accelerate launch: training in this one process")
     return dist, run_dir, mode
 
-# %% ../nbs/09_cli.ipynb #ab8148e0
+# %% ../nbs/09_cli.ipynb #801e7127
 def _broadcast(value):
     "`value` from the first process, on every process (a no-op in one process)"
     import torch.distributed as td
@@ -321,13 +321,13 @@ def _broadcast(value):
     obj = [value]; td.broadcast_object_list(obj, src=0)
     return obj[0]
 
-def _run_lr(learn):
-    "The learning rate of the run `fit_resumable` trained (read back after a resume)"
-    st = next((s for s in reversed(learn.imgclf.get('steps', [])) if s.get('step') == 'fit_resumable'), None)
-    v = st['stages'][0]['lr'] if st else None
+def _run_lr(dist, run_dir):
+    "The learning rate of the run checkpointed in `run_dir` (read back after a resume)"
+    try: v = json.loads((Path(run_dir)/dist.RUN_JSON).read_text())['config']['stages'][0]['lr']
+    except (OSError, ValueError, KeyError, IndexError): return None
     return v[1] if isinstance(v, list) else v
 
-# %% ../nbs/09_cli.ipynb #4d2dcc7d
+# %% ../nbs/09_cli.ipynb #d1d95214
 def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resume, auto_batch):
     "Train here with `fine_tune`, or with `imgclf.distributed.fit_resumable` (checkpoints and resume, several processes)"
     if run_dir is None:
@@ -339,7 +339,7 @@ def _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resu
 def _say(quiet, *args):
     if not quiet and not rank_distrib(): print(*args, flush=True)
 
-# %% ../nbs/09_cli.ipynb #818bfc21
+# %% ../nbs/09_cli.ipynb #b75a022b
 def _setup(data, seed, arch, pretrained, weights, device, distributed, data_kwargs):
     "Seeded data and learner: the same on every process of a distributed run"
     set_seed(seed)
@@ -350,7 +350,7 @@ def _setup(data, seed, arch, pretrained, weights, device, distributed, data_kwar
     learn.imgclf['seed'] = seed
     return learn
 
-# %% ../nbs/09_cli.ipynb #e703c6fa
+# %% ../nbs/09_cli.ipynb #390c8665
 def _lr_stage(learn, lr, num_it, out, dist, run_dir, resume, rank0):
     "The learning rate (found on the first process only), or None to go on with the resumed run's"
     if resume and _broadcast((Path(run_dir)/dist.CHECKPOINT).exists() if rank0 else None): return None, None
@@ -365,14 +365,14 @@ def _run(learn, t, dist, distributed, lr, num_it, out, epochs, freeze_epochs, lr
                     f"; training {learn.imgclf['arch']}, {freeze_epochs if learn.imgclf['pretrained'] else 0} frozen + {epochs} unfrozen epochs")
         with progress_ctx(learn, progress, epochs + freeze_epochs, quiet): _train_stages(learn, dist, epochs, freeze_epochs, lr, lr_mult, run_dir, resume, auto_batch)
     t.append(time.time())
-    return lr or _run_lr(learn), res
+    return lr or _run_lr(dist, run_dir), res
 
-# %% ../nbs/09_cli.ipynb #90bc931e
+# %% ../nbs/09_cli.ipynb #d97142cd
 def _describe_data(dls):
     n = {k: sum(v.values()) for k, v in dls.class_counts.items()}
     return f"{' / '.join(f'{v} {k}' for k, v in n.items())} images, {len(dls.vocab)} classes, {dls.imgclf['size']} px"
 
-# %% ../nbs/09_cli.ipynb #09a5f609
+# %% ../nbs/09_cli.ipynb #811ca9e1
 @delegates(load_data, but=['seed'])
 def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layouts)
           out:str|Path='imgclf-report', # the report folder
@@ -387,7 +387,7 @@ def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layo
           seed:int=42, # seed of the split, the initialisation and the data order
           device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
           review:int=100, # at most this many images per kind in the review queue (0: none)
-          duplicates:str='near', # duplicate pairs in the queue: 'near', 'exact' or 'none'
+          duplicates:str='exact', # duplicate pairs in the queue: 'exact' (same bytes), 'near' (see `review_queue`) or 'none'
           overwrite:bool|str=False, # replace a report already in `out`
           progress:bool|None=None, # progress bars (None: when stdout is a terminal)
           quiet:bool=False, # print nothing but errors
@@ -414,7 +414,7 @@ def train(data:str|Path, # a dataset folder or CSV (see `load_data` for the layo
     m['seconds'] = round(time.time() - t[0], 1); save_json(m, out/'metrics.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #63043e02
+# %% ../nbs/09_cli.ipynb #d8cfdb34
 def summary(m:dict, # the metrics `train` returned
             out:str|Path, # the report folder
            )->str:
@@ -429,15 +429,15 @@ def summary(m:dict, # the metrics `train` returned
              f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`"]
     return '\n'.join(lines)
 
-# %% ../nbs/09_cli.ipynb #dc24e1b5
-DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=40, lr_mult=3, preset='none', num_workers=0, cache='memory', duplicates='near', review=50)
-SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0, cache='memory', duplicates='near', review=10)
+# %% ../nbs/09_cli.ipynb #e8140163
+DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=60, lr_mult=3, preset='none', num_workers=0, cache='memory', review=50)
+SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0, cache='memory', review=10)
 
 def _demo_data(smoke):
     if smoke: return sample_digits(imgclf_home()/'data'/'digits-smoke', n_train=4, n_valid=2, n_test=2)
     return sample_digits()
 
-# %% ../nbs/09_cli.ipynb #ad599a76
+# %% ../nbs/09_cli.ipynb #dc2b7c74
 def demo(out:str|Path='imgclf-report', # the report folder (a previous demo report there is replaced)
          smoke:bool=False, # a seconds-long run of every step on a few images (checks the install; used by CI)
          progress:bool|None=None, # progress bars (None: when stdout is a terminal)
@@ -451,7 +451,7 @@ def demo(out:str|Path='imgclf-report', # the report folder (a previous demo repo
     if not quiet: print(summary(m, out))
     return m
 
-# %% ../nbs/09_cli.ipynb #a62030d4
+# %% ../nbs/09_cli.ipynb #829e23fb
 @delegates(load_data, but=['seed'])
 def lr_find_cmd(data:str|Path, # a dataset folder or CSV
                 out:str|Path='imgclf-lr-find', # where `lr_find.png` and `lr_find.json` go
@@ -472,7 +472,7 @@ def lr_find_cmd(data:str|Path, # a dataset folder or CSV
     save_figure(res.plot().figure, out/'lr_find.png'); save_json(res.as_dict(), out/'lr_find.json')
     return res
 
-# %% ../nbs/09_cli.ipynb #4455b92a
+# %% ../nbs/09_cli.ipynb #30a8d1a5
 def model_dir(path:str|Path)->Path:
     "The model folder `path`, or `path/model` when `path` is a report folder"
     p = Path(path).expanduser()
@@ -485,7 +485,7 @@ def _pick_split(table, dls, split):
     if not len(rows): raise ConfigError(f"no {split} images in the data (splits: {sorted(table.split.unique())})", "pass --split with one of them, or all")
     return rows.reset_index(drop=True), split
 
-# %% ../nbs/09_cli.ipynb #6e24bf20
+# %% ../nbs/09_cli.ipynb #80a5cb03
 @delegates(load_data, but=['size', 'seed'])
 def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or a report folder)
                   data:str|Path, # labelled images, in any layout `train` reads
@@ -509,7 +509,7 @@ def interpret_cmd(model:str|Path, # a model folder written by `export_model` (or
     save_json(m, out/'metrics.json'); save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=m), out/'manifest.json')
     return m
 
-# %% ../nbs/09_cli.ipynb #d1556931
+# %% ../nbs/09_cli.ipynb #f7d8e452
 def _cleaner_kwargs(report):
     "Root folder and label source of the dataset a report was made from (for the cleaner)"
     try: src = json.loads((report/'manifest.json').read_text())['data'].get('source') or {}
@@ -524,7 +524,7 @@ def _read_report(report):
     q = pd.read_csv(report/'review_queue.csv', dtype={'decision': str, 'label': str, 'label_b': str}, keep_default_na=False)
     return q, pd.read_csv(report/'dataset.csv', dtype={'label': str})
 
-# %% ../nbs/09_cli.ipynb #93c7fe2c
+# %% ../nbs/09_cli.ipynb #b13d90f1
 def _decide_singles(q, items, kw, ledger):
     rows = q[(q.path_b == '') & (q.decision.str.strip() != '')]
     cl = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli', **kw)
@@ -547,7 +547,7 @@ def _decide_pairs(q, items, kw, ledger):
         if (cl.decision(r.path), cl.decision(r.path_b)) != _PAIR_ACTS.get(c, ('keep', 'keep')): cl.decide_pair(i, c)
     return len(rows)
 
-# %% ../nbs/09_cli.ipynb #9dd82429
+# %% ../nbs/09_cli.ipynb #3b3a080f
 def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `interpret`) whose review_queue.csv has decisions
               apply:bool=False, # carry the decisions out (default: a dry run that shows the plan)
               move_files:bool=False, # also move relabelled images between class folders and deleted ones to quarantine
@@ -562,18 +562,26 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
     cl = Cleaner(items[['path']], items, ledger=ledger, source='cli', **kw)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         print(f"{n} decision(s) in {report/'review_queue.csv'}")
-        plan = _apply(cl, apply, move_files, report/'cleaned.csv')
+        plan = _apply(cl, apply, move_files, report/'cleaned.csv', report)
         if apply: print(f"retrain with: imgclf train {report/'cleaned.csv'}")
     return plan
 
-def _apply(cl, apply, move_files, csv):
-    "`Cleaner.apply`, and when no decision is left to carry out, `cleaned.csv` from the decisions already applied"
+def _plan_line(plan):
+    ok = plan[plan.status == 'ok'].action.value_counts()
+    skipped = plan[plan.status != 'ok']
+    return (', '.join(f"{n} {a}" for a, n in ok.items()) or 'no changes') + ''.join(f"; {r.path}: {r.status}" for r in skipped.itertuples())
+
+def _apply(cl, apply, move_files, csv, report):
+    "Carry out the decisions with `Cleaner.apply` (or only show them); `cleaned.csv` is written even when none is left to carry out"
     plan = cl.plan(move_files)
-    if len(plan) or not apply: return cl.apply(dry_run=not apply, move_files=move_files, csv=csv)
-    _save_table(cl.cleaned(), csv, index=False); print(f"nothing new to apply; wrote {csv}")
+    if not apply: print(f"dry run: {_plan_line(plan)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
+    if len(plan):
+        with contextlib.redirect_stdout(io.StringIO()): plan = cl.apply(dry_run=False, move_files=move_files, csv=csv)
+    else: _save_table(cl.cleaned(), csv, index=False)  # (Cleaner.apply fails on an empty plan)
+    print(f"applied: {_plan_line(plan)}; wrote {csv}")
     return plan
 
-# %% ../nbs/09_cli.ipynb #c25c5971
+# %% ../nbs/09_cli.ipynb #14d9eaa8
 def export_cmd(model:str|Path, # a model folder (or a report folder)
                onnx:str|Path|None=None, # also write the model as ONNX to this file
               )->dict:
@@ -586,7 +594,7 @@ def export_cmd(model:str|Path, # a model folder (or a report folder)
     if onnx: print(f"wrote {clf.export_onnx(onnx)}")
     return c
 
-# %% ../nbs/09_cli.ipynb #499062eb
+# %% ../nbs/09_cli.ipynb #0b7eb72d
 def _expand(images):
     files = []
     for p in map(lambda o: Path(o).expanduser(), images):
@@ -600,7 +608,7 @@ def _predict_one(clf, f, k):
     try: return dict(path=str(f), **clf.predict(f, k).to_dict())
     except ImgclfError as e: return dict(path=str(f), error=str(e.problem))
 
-# %% ../nbs/09_cli.ipynb #8ea31c09
+# %% ../nbs/09_cli.ipynb #575ca676
 def predict_cmd(model:str|Path, # a model folder (or a report folder)
                 images:list, # image files and folders
                 k:int=3, # how many classes to list per image
@@ -620,7 +628,7 @@ def format_predictions(res:list)->str:
     return '\n'.join(f"{r['path']:<{w}}  " + (f"ERROR {r['error']}" if 'error' in r else
                      f"{r['label']:<12} {r['probability']:.3f}   " + ', '.join(f"{t['label']} {t['probability']:.3f}" for t in r['top'])) for r in res)
 
-# %% ../nbs/09_cli.ipynb #4addbfb0
+# %% ../nbs/09_cli.ipynb #2b8bb0f5
 def _check_port(host, port):
     if not 0 < port < 65536: raise ConfigError(f"--port {port} is not a port number", "pass a port between 1 and 65535, e.g. --port 8000")
     with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
@@ -637,7 +645,7 @@ def serve_cmd(model:str|Path, # a model folder (or a report folder)
     path = model_dir(model); load_config(path); _check_port(host, port)
     serve(path, host=host, port=port, **kwargs)
 
-# %% ../nbs/09_cli.ipynb #4d4f4c36
+# %% ../nbs/09_cli.ipynb #19d1875f
 def _fmt(): return dict(formatter_class=argparse.RawDescriptionHelpFormatter)
 
 def _epilog(*lines): return 'examples:\n' + '\n'.join(f"  {l}" for l in lines)
@@ -655,7 +663,7 @@ def _data_args(p, size=True):
     g.add_argument('--num-workers', type=int, metavar='N', help="data loading processes (default: fastai's)")
     return g
 
-# %% ../nbs/09_cli.ipynb #f76d2986
+# %% ../nbs/09_cli.ipynb #766f4516
 def _pipeline_args(g):
     g.add_argument('--oversample', action='store_true', help='repeat training images of smaller classes to balance the classes')
     g.add_argument('--preset', choices=list(PRESETS), default='default', help="augmentation: default, medical (no flips, gentle) or none")
@@ -670,7 +678,7 @@ def _model_args(p):
     g.add_argument('--seed', type=int, default=42, help='seed of the split, the initialisation and the data order (default: 42)')
     g.add_argument('--device', help='cpu, cuda, cuda:N or mps (default: the best available; or IMGCLF_DEVICE)')
 
-# %% ../nbs/09_cli.ipynb #be0470bb
+# %% ../nbs/09_cli.ipynb #8e5b91d2
 def _train_args(p):
     g = p.add_argument_group('training')
     g.add_argument('--epochs', type=int, default=3, help='epochs with every layer trainable (default: 3)')
@@ -678,7 +686,7 @@ def _train_args(p):
     g.add_argument('--lr', default='auto', help=f"learning rate: a number, or auto (the LR finder's recommendation) or one of its suggestions: {', '.join(SUGGESTIONS)} (default: auto)")
     g.add_argument('--lr-mult', type=float, default=100, help='after unfreezing, the head learns this many times faster than the first layers (default: 100)')
     g.add_argument('--review', type=int, default=100, metavar='N', help='at most N top losses, label issues and duplicate pairs in review_queue.csv (default: 100)')
-    g.add_argument('--duplicates', choices=['near', 'exact', 'none'], default='near', help='duplicate pairs to review: near (embeds every image), exact (same bytes) or none')
+    g.add_argument('--duplicates', choices=['exact', 'near', 'none'], default='exact', help="duplicate pairs to review: exact (same bytes, the default), near (the trained model's features: see the docs) or none")
     g.add_argument('--name', help="the model's name, shown by imgclf serve (default: the dataset folder's name)")
     g = p.add_argument_group('long and distributed runs (imgclf.distributed)')
     g.add_argument('--distributed', action='store_true', help='train on every process torchrun or accelerate launch started (one GPU each)')
@@ -686,7 +694,7 @@ def _train_args(p):
     g.add_argument('--resume', metavar='RUN_DIR', help='continue the run checkpointed in RUN_DIR, or start one there (same command otherwise)')
     g.add_argument('--auto-batch', action='store_true', help='on a CUDA out-of-memory error, halve the batch size and go on')
 
-# %% ../nbs/09_cli.ipynb #13868d7f
+# %% ../nbs/09_cli.ipynb #3e923409
 def _out_args(p, default, overwrite=True):
     p.add_argument('--out', default=default, metavar='DIR', help=f'the report folder (default: {default})')
     if overwrite: p.add_argument('--overwrite', action='store_true', help='replace a report already in DIR')
@@ -699,7 +707,7 @@ def _data_kwargs(a):
     if hasattr(a, 'size'): kw['size'] = a.size
     return kw
 
-# %% ../nbs/09_cli.ipynb #711a8f2d
+# %% ../nbs/09_cli.ipynb #75364dea
 def _run_demo(a):
     demo(a.out, smoke=a.smoke, progress=a.progress)
 
@@ -713,7 +721,7 @@ def _run_lr_find(a):
     res = lr_find_cmd(a.data, a.out, a.arch, a.pretrained, a.weights, a.unfrozen, a.num_it, a.n_runs, a.seed, a.device, **_data_kwargs(a))
     print(res); print(f"wrote {Path(a.out)/'lr_find.png'} and lr_find.json")
 
-# %% ../nbs/09_cli.ipynb #396f3628
+# %% ../nbs/09_cli.ipynb #50428d8a
 def _run_interpret(a):
     m = interpret_cmd(a.model, a.data, a.out, a.split, a.review, a.bs, a.overwrite, **{k: v for k, v in _data_kwargs(a).items() if k != 'bs'})
     print(f"imgclf interpret: {m['accuracy']:.1%} accuracy on {m[m['accuracy_on']]['n']} {m['accuracy_on']} images; report in {a.out}/ "
@@ -730,7 +738,7 @@ def _run_predict(a):
 def _run_serve(a):
     serve_cmd(a.model, a.host, a.port, log_level=a.log_level, max_bytes=a.max_bytes, allow_hosts=a.allow_host or ())
 
-# %% ../nbs/09_cli.ipynb #b70e2413
+# %% ../nbs/09_cli.ipynb #b2ed921b
 def _add_demo(sub):
     p = sub.add_parser('demo', help='the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores', **_fmt(),
                        description='Run data -> pretrained transfer learning -> LR finder -> training -> interpretation -> cleaning queue -> export\n'
@@ -741,7 +749,7 @@ def _add_demo(sub):
     p.add_argument('--no-progress', dest='progress', action='store_const', const=False, default=None, help='one line per epoch instead of progress bars')
     p.set_defaults(func=_run_demo)
 
-# %% ../nbs/09_cli.ipynb #b7d9c130
+# %% ../nbs/09_cli.ipynb #47f5583c
 def _add_train(sub):
     p = sub.add_parser('train', help='train a classifier on your images and write a report folder', **_fmt(),
                        description='Train a classifier: data -> pretrained model -> LR finder -> training (fastai fine_tune recipe)\n'
@@ -756,7 +764,7 @@ def _add_train(sub):
     _pipeline_args(_data_args(p)); _model_args(p); _train_args(p); _out_args(p, 'imgclf-report')
     p.set_defaults(func=_run_train)
 
-# %% ../nbs/09_cli.ipynb #87599b2a
+# %% ../nbs/09_cli.ipynb #e208b616
 def _add_lr_find(sub):
     p = sub.add_parser('lr-find', help='plot loss against learning rate and suggest one', **_fmt(),
                        description="fastai's LR range test on the learner imgclf train would build; it changes nothing and saves the curve.",
@@ -769,7 +777,7 @@ def _add_lr_find(sub):
     p.add_argument('--out', default='imgclf-lr-find', metavar='DIR', help='where lr_find.png and lr_find.json go (default: imgclf-lr-find)')
     p.set_defaults(func=_run_lr_find)
 
-# %% ../nbs/09_cli.ipynb #119fcb77
+# %% ../nbs/09_cli.ipynb #8c0cfac9
 def _add_interpret(sub):
     p = sub.add_parser('interpret', help='judge an exported model on labelled images: plots, report, review queue', **_fmt(),
                        description='Predict labelled images with an exported model and write confusion_matrix.png, top_losses.png,\n'
@@ -783,7 +791,7 @@ def _add_interpret(sub):
     _out_args(p, 'imgclf-interpret')
     p.set_defaults(func=_run_interpret)
 
-# %% ../nbs/09_cli.ipynb #c1ea52e0
+# %% ../nbs/09_cli.ipynb #2c9c722d
 def _add_clean(sub):
     p = sub.add_parser('clean', help="apply the decisions written in a report's review_queue.csv", **_fmt(),
                        description="Record the decisions of REPORT/review_queue.csv (decision column: keep, delete or a class name;\n"
@@ -796,7 +804,7 @@ def _add_clean(sub):
     p.add_argument('--move-files', action='store_true', help='also move relabelled images to their class folder and deleted ones to quarantine (folder datasets)')
     p.set_defaults(func=_run_clean)
 
-# %% ../nbs/09_cli.ipynb #4b326193
+# %% ../nbs/09_cli.ipynb #56635fc6
 def _add_export(sub):
     p = sub.add_parser('export', help='check a model folder, print its card, optionally write ONNX', **_fmt(),
                        description='Load a model folder as imgclf.export.load_model does (checksum, versions), print what it is,\nand optionally export it to ONNX.',
@@ -805,7 +813,7 @@ def _add_export(sub):
     p.add_argument('--onnx', metavar='FILE', help='write the model as ONNX (normalisation and softmax included) to FILE')
     p.set_defaults(func=_run_export)
 
-# %% ../nbs/09_cli.ipynb #c1d47b9c
+# %% ../nbs/09_cli.ipynb #33456950
 def _add_predict(sub):
     p = sub.add_parser('predict', help='the top classes of images or folders of images', **_fmt(),
                        description='Predict images with an exported model. Folders are searched recursively.',
@@ -817,7 +825,7 @@ def _add_predict(sub):
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     p.set_defaults(func=_run_predict)
 
-# %% ../nbs/09_cli.ipynb #f330d4ea
+# %% ../nbs/09_cli.ipynb #27c78158
 def _add_serve(sub):
     p = sub.add_parser('serve', help='serve a model: upload page, JSON API, health check', **_fmt(),
                        description='Serve a model with Uvicorn: GET / (upload page), POST /predict, GET /classify-url?url=, GET /health.',
@@ -831,7 +839,7 @@ def _add_serve(sub):
     p.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'], help='Uvicorn log level')
     p.set_defaults(func=_run_serve)
 
-# %% ../nbs/09_cli.ipynb #fefa37d0
+# %% ../nbs/09_cli.ipynb #1cb550bc
 def build_parser()->Parser:
     "The `imgclf` argument parser, with one sub-parser per command"
     p = Parser(prog='imgclf', description='Train trustworthy image classifiers on fastai: from a folder of images to a running service.', **_fmt(),
@@ -845,7 +853,7 @@ def build_parser()->Parser:
     for add in (_add_demo, _add_train, _add_lr_find, _add_interpret, _add_clean, _add_export, _add_predict, _add_serve): add(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #990096d9
+# %% ../nbs/09_cli.ipynb #90d471b9
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"imgclf: warning: {' '.join(str(message).split())[:600]}", file=sys.stderr)
 
@@ -856,7 +864,7 @@ def _cli_warnings():
         for cat in (FutureWarning, DeprecationWarning, PendingDeprecationWarning): warnings.filterwarnings('ignore', category=cat)
         yield
 
-# %% ../nbs/09_cli.ipynb #4d584516
+# %% ../nbs/09_cli.ipynb #09aa7282
 def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         )->int:
     "The `imgclf` command: run a subcommand; errors the user can fix become one line on stderr and exit code 2"
@@ -871,6 +879,6 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         print(f"imgclf: error: {e.strerror or e}: {e.filename} (fix: check the path and its permissions)", file=sys.stderr); return 2
     except KeyboardInterrupt: print("imgclf: interrupted", file=sys.stderr); return 130
 
-# %% ../nbs/09_cli.ipynb #eec76b58
+# %% ../nbs/09_cli.ipynb #5259fb27
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

@@ -6,7 +6,7 @@
 __all__ = ['TrainingHistory', 'track_history', 'plot_loss', 'plot_metrics', 'Interpreter', 'gradcam_batch', 'gradcam',
            'plot_gradcam']
 
-# %% ../nbs/05_interpret.ipynb #6bf2048e
+# %% ../nbs/05_interpret.ipynb #6f97b821
 import math, itertools
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from fastai.torch_core import to_device
 from .core import ConfigError, DataError
 
-# %% ../nbs/05_interpret.ipynb #2d76eccf
+# %% ../nbs/05_interpret.ipynb #f5b399a0
 def _frozen(learn):
     opt = getattr(learn, 'opt', None)
     return bool(opt is not None and getattr(opt, 'frozen_idx', 0) > 0)
@@ -37,7 +37,7 @@ class TrainingHistory(Callback):
         self._fit['losses'].append(float(self.learn.smooth_loss))
         if self._fit['size'] is None: self._fit['size'] = tuple(self.learn.xb[0].shape[-2:])
 
-# %% ../nbs/05_interpret.ipynb #428b4116
+# %% ../nbs/05_interpret.ipynb #d85c625e
 @patch
 def after_epoch(self:TrainingHistory):
     "Record the epoch's losses and metrics from the `Recorder`"
@@ -57,7 +57,7 @@ def track_history(learn:Learner, # the learner to follow
     if not any(isinstance(c, TrainingHistory) for c in learn.cbs): learn.add_cb(TrainingHistory())
     return learn
 
-# %% ../nbs/05_interpret.ipynb #788e1837
+# %% ../nbs/05_interpret.ipynb #8c7c28d7
 def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits: raise ConfigError("no training history on this learner", "call track_history(learn) before fitting (imgclf's learners have it)")
@@ -73,7 +73,7 @@ def _fit_marks(ax, fits, labels=True):
         start += len(f['values'])
     ax.set_xlim(0, start + 0.1)
 
-# %% ../nbs/05_interpret.ipynb #3bd8b369
+# %% ../nbs/05_interpret.ipynb #e7b5a8fd
 def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
               skip_start:int=5, # batches of the first fit not shown (the loss starts high)
               with_valid:bool=True, # also plot the validation loss
@@ -95,7 +95,7 @@ def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
     ax.set(xlabel='epoch', ylabel='loss', yscale='log' if log else 'linear'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #6b5b4db1
+# %% ../nbs/05_interpret.ipynb #b33f9a6f
 def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
                  ncols:int=3, # panels per row
                  figsize:tuple|None=None, # default: 2.8 x 2.2 inches per panel
@@ -114,7 +114,7 @@ def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
         ax.plot(xs, ys, 'o-'); ax.set(title=name, xlabel='epoch'); _fit_marks(ax, fits, labels=ax is axs.flat[0])
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #bb1ac586
+# %% ../nbs/05_interpret.ipynb #67b82241
 class Interpreter:
     "Predictions of one pass over a loader, cached: every table and plot reads them, none re-runs the model"
     def __init__(self,
@@ -143,7 +143,7 @@ class Interpreter:
     @property
     def accuracy(self)->float: "Fraction of correct predictions"; return (self.preds == self.targets).float().mean().item()
 
-# %% ../nbs/05_interpret.ipynb #d918294b
+# %% ../nbs/05_interpret.ipynb #3a4374b4
 def _plain(t): return torch.as_tensor(t).detach().cpu().as_subclass(torch.Tensor)
 def _nll(probs, targets): return -probs.gather(1, targets[:, None])[:, 0].clamp_min(1e-12).log()
 
@@ -156,7 +156,7 @@ def _check_preds(probs, targets, vocab):
     if len(targets) and (targets.min() < 0 or targets.max() >= len(vocab)):
         raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes", "pass class indices 0..C-1")
 
-# %% ../nbs/05_interpret.ipynb #cc3e82af
+# %% ../nbs/05_interpret.ipynb #3ca2b451
 _SPLITS = {0: 'train', 1: 'valid', 2: 'test'}
 
 def _item_paths(dl):
@@ -176,7 +176,7 @@ def _split_name(learn, dl, ds_idx):
         if o is dl: return _SPLITS.get(i, f'dls[{i}]')
     return 'custom'
 
-# %% ../nbs/05_interpret.ipynb #703032c0
+# %% ../nbs/05_interpret.ipynb #aeac3886
 @patch(cls_method=True)
 def from_learner(cls:Interpreter,
                  learn:Learner, # a trained single-label classifier
@@ -202,7 +202,7 @@ def _vocab(dl, learn):
     if v is None: raise DataError("the loader has no vocab", "interpretation needs a single-label classification loader (CategoryBlock)")
     return list(v[-1] if isinstance(v[0], (list, tuple)) or hasattr(v[0], 'o2i') else v)
 
-# %% ../nbs/05_interpret.ipynb #6fb16bae
+# %% ../nbs/05_interpret.ipynb #841a35f0
 def _tta_probs(learn, dl, n):
     "Mean probabilities of `n` passes over `dl` with the training loader's augmentations"
     train = learn.dls.train
@@ -218,7 +218,7 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
     with learn.loss_not_reduced(): losses = learn.loss_func(probs.clamp_min(1e-12).log(), targets) # log_softmax(log p) == log p
     return cls(probs, targets, _vocab(dl, learn), losses, _item_paths(dl), split, learn, dl, probs_no_tta=plain)
 
-# %% ../nbs/05_interpret.ipynb #f40dfa9a
+# %% ../nbs/05_interpret.ipynb #605f2fb1
 @patch
 def image(self:Interpreter, i:int, # index of the item
          )->Image.Image:
@@ -236,7 +236,7 @@ def inputs(self:Interpreter, idxs:list, # indices of the items
     if getattr(dl, 'device', None) is not None: b = to_device(b, dl.device)
     return dl.after_batch(b)[0]
 
-# %% ../nbs/05_interpret.ipynb #d79be4d2
+# %% ../nbs/05_interpret.ipynb #0f575472
 @patch
 def confusion_matrix(self:Interpreter)->np.ndarray:
     "(C, C) counts: row = actual class, column = predicted class"
@@ -253,7 +253,7 @@ def most_confused(self:Interpreter, min_val:int=1, # smallest count to list
     res = [(self.vocab[i], self.vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=lambda o: -o[2])
 
-# %% ../nbs/05_interpret.ipynb #46a1c5c4
+# %% ../nbs/05_interpret.ipynb #80cde3d3
 def _confused_classes(cm, k):
     off = cm.copy(); np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
@@ -266,7 +266,7 @@ def _cm_layout(n, figsize, width=4):
     cell_fs = min(12, cell_pt / (0.65 * width)) # a digit is about 0.6 of the font size wide
     return dict(figsize=figsize, fs=max(5, min(10, 11 - n//12)), cell_fs=cell_fs if cell_fs >= 5 else None)
 
-# %% ../nbs/05_interpret.ipynb #be11e7fa
+# %% ../nbs/05_interpret.ipynb #59ee1919
 @patch
 def plot_confusion_matrix(self:Interpreter,
                           normalize:bool=False, # divide each row by its total (the diagonal is then recall)
@@ -293,7 +293,7 @@ def plot_confusion_matrix(self:Interpreter,
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #dab94ac8
+# %% ../nbs/05_interpret.ipynb #d98490d8
 def _cm_labels(ax, names, fs):
     cell_pt = 72 * ax.figure.get_size_inches().min() * 0.75 / len(names)
     ticks = np.arange(0, len(names), math.ceil(fs * 1.2 / cell_pt)) # every k-th name when they would overlap
@@ -307,7 +307,7 @@ def _cm_text(ax, cm, normalize, norm_dec, fs):
         ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center', va='center',
                 fontsize=fs, color='white' if cm[i, j] > thresh else 'black')
 
-# %% ../nbs/05_interpret.ipynb #8a50c376
+# %% ../nbs/05_interpret.ipynb #0bcf4ff1
 def _report(cm, vocab):
     tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
     prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -320,7 +320,7 @@ def _report(cm, vocab):
     df.loc['weighted avg'] = [(prec*w).sum(), (rec*w).sum(), (f1*w).sum(), support.sum()]
     return df.astype({'support': int})
 
-# %% ../nbs/05_interpret.ipynb #41396fcd
+# %% ../nbs/05_interpret.ipynb #7d75883d
 @patch
 def classification_report(self:Interpreter)->pd.DataFrame:
     "Precision, recall, F1 and support per class, plus accuracy and the macro and weighted averages"
@@ -332,7 +332,7 @@ def print_classification_report(self:Interpreter, digits:int=2, # decimals shown
     "Print the classification report as text"
     print(self.classification_report().to_string(float_format=f'{{:.{digits}f}}'.format, na_rep=''))
 
-# %% ../nbs/05_interpret.ipynb #0adbf418
+# %% ../nbs/05_interpret.ipynb #4e021b58
 @patch
 def top_losses(self:Interpreter, k:int|None=None, # how many (default: all)
                largest:bool=True, # largest losses first; False: smallest first
@@ -346,7 +346,7 @@ def _denorm(dl, x):
     if norm is not None: x = x*norm.std.to(x.device) + norm.mean.to(x.device)
     return x.float().clamp(0, 1).permute(0, 2, 3, 1).detach().cpu().numpy()
 
-# %% ../nbs/05_interpret.ipynb #26b051e5
+# %% ../nbs/05_interpret.ipynb #0f8bb053
 @patch
 def plot_top_losses(self:Interpreter,
                     k:int=9, # number of images
@@ -370,7 +370,7 @@ def plot_top_losses(self:Interpreter,
     fig.suptitle('actual/predicted   loss / probability', fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_interpret.ipynb #90e2e06b
+# %% ../nbs/05_interpret.ipynb #42b5eb7b
 @patch
 def _display_images(self:Interpreter, idxs, gradcam=False):
     if self.dl is None:
@@ -380,14 +380,14 @@ def _display_images(self:Interpreter, idxs, gradcam=False):
     cams = gradcam_batch(self.learn.model, x, self.preds[idxs]).cpu().numpy() if gradcam else None
     return _denorm(self.dl, x), cams
 
-# %% ../nbs/05_interpret.ipynb #9f80789e
+# %% ../nbs/05_interpret.ipynb #ad107dd8
 def _default_layer(model):
     if isinstance(model, nn.Sequential) and len(model) == 2: return model[0]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs: raise ConfigError("the model has no Conv2d layer for Grad-CAM", "pass layer=, a module whose output is a feature map (N, C, h, w)")
     return convs[-1]
 
-# %% ../nbs/05_interpret.ipynb #5fe3969e
+# %% ../nbs/05_interpret.ipynb #5cc1aaad
 def gradcam_batch(model:nn.Module, # the classifier
                   x:torch.Tensor, # (N, 3, H, W) model-ready inputs
                   targets:torch.Tensor|None=None, # (N,) class per image (default: the predicted class)
@@ -409,7 +409,7 @@ def gradcam_batch(model:nn.Module, # the classifier
     cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return (cam / cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]).detach()
 
-# %% ../nbs/05_interpret.ipynb #ed0c4649
+# %% ../nbs/05_interpret.ipynb #4642c608
 def _norm_stats(dls):
     st = (getattr(dls, 'imgclf', None) or {})
     if st.get('mean') and st.get('std'): return torch.tensor(st['mean']), torch.tensor(st['std'])
@@ -424,7 +424,7 @@ def _train_size(dls):
             sz = getattr(f, 'size', None)
             if sz is not None: return int(min(sz) if isinstance(sz, (tuple, list)) else sz)
 
-# %% ../nbs/05_interpret.ipynb #34c29e6a
+# %% ../nbs/05_interpret.ipynb #2d194a44
 def _as_pil(img):
     if isinstance(img, (str, Path)):
         try: return Image.open(img).convert('RGB')
@@ -444,7 +444,7 @@ def _prepare(learn, img):
     if st is not None: x = (x - st[0][:, None, None]) / st[1][:, None, None]
     return x, np.asarray(im, dtype=np.float32)/255.
 
-# %% ../nbs/05_interpret.ipynb #78b83444
+# %% ../nbs/05_interpret.ipynb #abbf7b92
 def _gradcam(learn, img, target, layer):
     if isinstance(img, torch.Tensor):
         x = img[None] if img.ndim == 3 else img
@@ -459,7 +459,7 @@ def _gradcam(learn, img, target, layer):
     cam = F.interpolate(cam, size=shown.shape[:2], mode='bilinear', align_corners=False)[0, 0]
     return cam.cpu().numpy(), shown
 
-# %% ../nbs/05_interpret.ipynb #24382f8f
+# %% ../nbs/05_interpret.ipynb #0a897fc8
 def gradcam(learn:Learner, # a trained classifier
             img, # a file path, PIL image, (H, W[, 3]) array, or a model-ready (3, H, W) tensor
             target:int|str|None=None, # class index or name to explain (default: the predicted class)
@@ -482,7 +482,7 @@ def plot_gradcam(learn:Learner, # a trained classifier
     if target is not None: ax.set_title(str(target), fontsize=9)
     return fig
 
-# %% ../nbs/05_interpret.ipynb #065c57ba
+# %% ../nbs/05_interpret.ipynb #d1fd03e7
 @patch
 def _pos(self:Interpreter, pos):
     names = [str(v) for v in self.vocab]
@@ -502,7 +502,7 @@ def _scores(self:Interpreter, pos):
     if y.all() or not y.any(): raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items", "ROC needs both classes in the split")
     return y, s
 
-# %% ../nbs/05_interpret.ipynb #6b607653
+# %% ../nbs/05_interpret.ipynb #b84c286f
 def _binary_curve(y, s):
     "Counts of true and false positives at each distinct threshold, highest threshold first"
     o = np.argsort(-s, kind='mergesort'); y, s = y[o], s[o]
@@ -524,7 +524,7 @@ def pr_curve(self:Interpreter, pos:int|str|None=None, # the positive class
     tps, fps, thr = _binary_curve(*self._scores(pos))
     return tps/(tps + fps), tps/tps[-1], thr
 
-# %% ../nbs/05_interpret.ipynb #a77159a1
+# %% ../nbs/05_interpret.ipynb #7d3afcb2
 @patch
 def roc_auc(self:Interpreter, pos:int|str|None=None, # the positive class (default: `vocab[1]` for two classes)
            )->float:
@@ -539,7 +539,7 @@ def average_precision(self:Interpreter, pos:int|str|None=None, # the positive cl
     prec, rec, _ = self.pr_curve(pos)
     return float(np.sum(np.diff(np.r_[0, rec]) * prec))
 
-# %% ../nbs/05_interpret.ipynb #c2e26f42
+# %% ../nbs/05_interpret.ipynb #72087cb6
 @patch
 def operating_point(self:Interpreter, threshold:float=0.5, # call positive when the positive probability >= threshold
                     pos:int|str|None=None, # the positive class
@@ -562,7 +562,7 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
     tps, _, thr = _binary_curve(*self._scores(pos))
     return float(thr[np.argmax(tps/tps[-1] >= sensitivity - 1e-12)])
 
-# %% ../nbs/05_interpret.ipynb #488af837
+# %% ../nbs/05_interpret.ipynb #4ccb7de1
 @patch
 def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
                 threshold:float=0.5, # the operating point to mark
@@ -581,7 +581,7 @@ def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
     for a in (a1, a2): a.legend(loc='lower left' if a is a2 else 'lower right', fontsize=8)
     fig.tight_layout(); return fig
 
-# %% ../nbs/05_interpret.ipynb #5d2e1d55
+# %% ../nbs/05_interpret.ipynb #d93907ec
 @patch
 def tta_report(self:Interpreter)->pd.DataFrame:
     "Accuracy, error rate and mean loss without and with test-time augmentation"
@@ -592,7 +592,7 @@ def tta_report(self:Interpreter)->pd.DataFrame:
         rows[name] = dict(accuracy=acc, error_rate=1-acc, loss=_nll(p, self.targets).mean().item())
     return pd.DataFrame(rows).T
 
-# %% ../nbs/05_interpret.ipynb #09f3256f
+# %% ../nbs/05_interpret.ipynb #4c428d8d
 @patch
 def plot_loss(self:Interpreter, **kwargs, # passed to `plot_loss`
              )->plt.Figure: "`plot_loss` of this Interpreter's learner"; return plot_loss(self.learn, **kwargs)

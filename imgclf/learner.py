@@ -8,7 +8,7 @@ __all__ = ['ARCHS', 'check_arch', 'EfficientNetLiteBody', 'TimmBody', 'weights_s
            'snapshot_state', 'restore_state', 'fit_head', 'fit_unfrozen', 'progressive_resize', 'save_checkpoint',
            'load_checkpoint', 'fit_best_epochs']
 
-# %% ../nbs/03_learner.ipynb #7e407242
+# %% ../nbs/03_learner.ipynb #9d802466
 import os, copy, warnings
 from pathlib import Path
 import numpy as np, torch, torchvision
@@ -30,7 +30,7 @@ from fastai.data.core import DataLoaders
 from fastai.vision.learner import get_c
 from .core import ConfigError, WeightsError, default_device, atomic_path
 
-# %% ../nbs/03_learner.ipynb #ed9170fc
+# %% ../nbs/03_learner.ipynb #97370f1d
 _RESNETS = ('resnet18', 'resnet34', 'resnet50')
 _XRESNETS = {'xresnet18': xresnet18, 'xresnet34': xresnet34, 'xresnet50': xresnet50}
 _NF = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'xresnet18': 512, 'xresnet34': 512,
@@ -43,13 +43,13 @@ def check_arch(arch:str, # an architecture name, e.g. 'resnet34' or 'timm/convne
     if isinstance(arch, str) and (arch in _NF or (arch.startswith('timm/') and len(arch) > 5)): return arch
     raise ConfigError(f"unknown arch {arch!r}", f"use one of {ARCHS} or 'timm/<name>' (e.g. 'timm/resnet18')")
 
-# %% ../nbs/03_learner.ipynb #c4fcc02d
+# %% ../nbs/03_learner.ipynb #6e780802
 def _timm():
     try: import timm
     except ImportError: raise ConfigError("arch 'timm/...' needs the timm package, which is not installed", "pip install timm, or use one of " + str(ARCHS)) from None
     return timm
 
-# %% ../nbs/03_learner.ipynb #0c0cd944
+# %% ../nbs/03_learner.ipynb #f271c98e
 def _effnet_lite0():
     from efficientnet_lite_pytorch import EfficientNet
     return EfficientNet.from_name('efficientnet-lite0')
@@ -61,7 +61,7 @@ def _backbone(arch):
     if arch == 'efficientnet_lite0': return _effnet_lite0()
     return _timm().create_model(arch[5:], pretrained=False, num_classes=0, global_pool='')
 
-# %% ../nbs/03_learner.ipynb #294d02ec
+# %% ../nbs/03_learner.ipynb #e0f2c038
 class EfficientNetLiteBody(nn.Module):
     "EfficientNet-Lite0 as a body: images normalised with `mean`/`std` -> features (N, 1280, h, w)"
     def __init__(self, net, # an `efficientnet_lite_pytorch.EfficientNet`
@@ -78,7 +78,7 @@ class EfficientNetLiteBody(nn.Module):
 
     def forward(self, x): return self.net.extract_features((x*self.in_std + self.in_mean - 0.5)/0.5)
 
-# %% ../nbs/03_learner.ipynb #5d80eb32
+# %% ../nbs/03_learner.ipynb #b57724c3
 class TimmBody(nn.Module):
     "A `timm` model as a body: `forward_features` -> feature map (N, C, h, w)"
     def __init__(self, model): super().__init__(); self.model = model
@@ -92,7 +92,7 @@ def _check_feature_map(body, arch):
     body.nf = out.shape[1]
     return body
 
-# %% ../nbs/03_learner.ipynb #ca13c88e
+# %% ../nbs/03_learner.ipynb #14966e61
 def _weights_url(arch):
     if arch in _RESNETS: return torchvision.models.get_model_weights(arch).DEFAULT.url
 
@@ -108,7 +108,7 @@ def _file_in(folder, arch):
         if (folder/n).is_file(): return folder/n
     raise WeightsError(f"no weights for {arch} in {folder} (looked for {', '.join(names)})", f"put the state_dict there as {names[0]}, or point at the file itself")
 
-# %% ../nbs/03_learner.ipynb #0aaeb0a5
+# %% ../nbs/03_learner.ipynb #7c1b7d28
 def weights_source(arch:str, # an architecture name
                    weights:str|Path|None=None, # a state_dict file or a folder of them; default: `IMGCLF_WEIGHTS`
                   )->str|Path|None:
@@ -125,7 +125,7 @@ def weights_source(arch:str, # an architecture name
     if arch.startswith('timm/'): return arch
     return None
 
-# %% ../nbs/03_learner.ipynb #534c72e9
+# %% ../nbs/03_learner.ipynb #35ed6889
 def _read_state_dict(path):
     path = Path(path)
     try:
@@ -139,7 +139,7 @@ def _read_state_dict(path):
     if not isinstance(sd, dict): raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state_dict", "save model.state_dict(), not the model")
     return {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
 
-# %% ../nbs/03_learner.ipynb #330b94b4
+# %% ../nbs/03_learner.ipynb #570c2a95
 def _download(src):
     "Fetch the state_dict for URL or 'timm/<name>' `src` (torchvision caches it in `$TORCH_HOME`)"
     if src.startswith('timm/'):
@@ -156,7 +156,7 @@ def _fetch(arch, src):
             f"(or weights=) to the state_dict file{copy_it}; or use arch='efficientnet_lite0', whose weights ship with imgclf; "
             "or pretrained=False") from e
 
-# %% ../nbs/03_learner.ipynb #a7eefaa1
+# %% ../nbs/03_learner.ipynb #d4f20837
 def _classifier_prefix(arch, model):
     if arch in _RESNETS: return 'fc.'
     if arch == 'efficientnet_lite0': return '_fc.'
@@ -174,7 +174,7 @@ def _load_into(model, sd, arch, src):
     model.load_state_dict({k: v for k, v in sd.items() if k in own and not k.startswith(pre)}, strict=False)
     return model
 
-# %% ../nbs/03_learner.ipynb #9f5681bc
+# %% ../nbs/03_learner.ipynb #c296c019
 def load_pretrained_weights(model:nn.Module, # the full classifier of `arch` (as `_backbone` builds it)
                             arch:str, # its architecture name
                             weights:str|Path|None=None, # a state_dict file or folder; default: `IMGCLF_WEIGHTS`, then the usual source
@@ -185,7 +185,7 @@ def load_pretrained_weights(model:nn.Module, # the full classifier of `arch` (as
     sd = _read_state_dict(src) if isinstance(src, Path) else _fetch(arch, src)
     return _load_into(model, sd, arch, src)
 
-# %% ../nbs/03_learner.ipynb #63dc06c2
+# %% ../nbs/03_learner.ipynb #7af35424
 def create_body(arch:str, # an architecture name (see `ARCHS`)
                 pretrained:bool=False, # load ImageNet weights (see `load_pretrained_weights`)
                 weights:str|Path|None=None, # a state_dict file or folder to load them from
@@ -202,7 +202,7 @@ def body_features(arch:str, body:nn.Module)->int:
     "Number of channels `C` of the feature map of `arch`'s `body`"
     return _NF[arch] if arch in _NF else body.nf
 
-# %% ../nbs/03_learner.ipynb #9095706b
+# %% ../nbs/03_learner.ipynb #f14d9924
 def create_model(arch:str='resnet34', # an architecture name (see `ARCHS`)
                  n_out:int=2, # number of classes
                  pretrained:bool=False, # load ImageNet weights into the body
@@ -215,7 +215,7 @@ def create_model(arch:str='resnet34', # an architecture name (see `ARCHS`)
     apply_init(head, nn.init.kaiming_normal_)
     return nn.Sequential(body, head)
 
-# %% ../nbs/03_learner.ipynb #eb2998ed
+# %% ../nbs/03_learner.ipynb #1551da5c
 def _resnet_split(m): return L(m[0][:6], m[0][6:], m[1:]).map(params)
 def _xresnet_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
 def _effnet_split(m):
@@ -229,7 +229,7 @@ def model_splitter(arch:str): # an architecture name
     if arch in _XRESNETS: return _xresnet_split
     return _effnet_split if arch == 'efficientnet_lite0' else default_split
 
-# %% ../nbs/03_learner.ipynb #0100369c
+# %% ../nbs/03_learner.ipynb #c74541e2
 def _pos_metric(name, pos):
     from sklearn import metrics as skm
     def f(probs, targs):
@@ -239,7 +239,7 @@ def _pos_metric(name, pos):
         return fn(t, probs.argmax(1).numpy() == pos, zero_division=0)
     return AccumMetric(f, dim_argmax=-1, activation=ActivationType.Softmax, flatten=False, name=name)
 
-# %% ../nbs/03_learner.ipynb #bccf0a47
+# %% ../nbs/03_learner.ipynb #0da3869b
 def default_metrics(vocab:list|int, # the class names (`dls.vocab`), or the number of classes
                     pos_label:int|str|None=None, # the positive class (index or name) for binary metrics; default: the second
                    )->list:
@@ -256,7 +256,7 @@ def default_metrics(vocab:list|int, # the class names (`dls.vocab`), or the numb
     if pos not in (0, 1): raise ConfigError(f"pos_label={pos} but there are two classes", "use 0 or 1")
     return [accuracy, error_rate] + [_pos_metric(o, pos) for o in ('precision', 'recall', 'f1', 'roc_auc')]
 
-# %% ../nbs/03_learner.ipynb #2e2856e3
+# %% ../nbs/03_learner.ipynb #77ce10cd
 _PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 
 def precision_policy(device:str|torch.device, # the device training runs on
@@ -274,7 +274,7 @@ def precision_policy(device:str|torch.device, # the device training runs on
     if precision == 'auto': return 'bf16' if bf16_supported else 'fp16'
     return precision
 
-# %% ../nbs/03_learner.ipynb #f54f55f2
+# %% ../nbs/03_learner.ipynb #0ee257c8
 def _apply_device(learn, device, precision, channels_last):
     learn.dls.to(device); learn.model.to(device)
     if device.type == 'cuda':
@@ -283,7 +283,7 @@ def _apply_device(learn, device, precision, channels_last):
     if channels_last: learn.add_cb(ChannelsLast())
     return learn
 
-# %% ../nbs/03_learner.ipynb #f162f665
+# %% ../nbs/03_learner.ipynb #10bbc07c
 def _find_normalize(dls):
     return next((t for t in dls.after_batch.fs if isinstance(t, Normalize)), None)
 
@@ -301,7 +301,7 @@ def _check_norm(dls, model, arch, pretrained, normalize):
         model[0].in_mean.copy_(torch.tensor(stats[0]).view(1, -1, 1, 1)); model[0].in_std.copy_(torch.tensor(stats[1]).view(1, -1, 1, 1))
     return stats
 
-# %% ../nbs/03_learner.ipynb #19a7708d
+# %% ../nbs/03_learner.ipynb #04fb8955
 @delegates(Learner.__init__, but=['dls', 'model', 'loss_func', 'metrics', 'splitter'])
 def build_learner(dls, # fastai `DataLoaders`, e.g. from `imgclf.data`
                   arch:str='resnet34', # an architecture name (see `ARCHS`)
@@ -332,7 +332,7 @@ def build_learner(dls, # fastai `DataLoaders`, e.g. from `imgclf.data`
                         device=str(device), precision=prec, channels_last=cl, vocab=[str(o) for o in getattr(dls, 'vocab', [])])
     return learn
 
-# %% ../nbs/03_learner.ipynb #3c8989ce
+# %% ../nbs/03_learner.ipynb #54729e32
 _REC = ('lrs', 'iters', 'losses', 'values', 'hps')
 
 def snapshot_state(learn:Learner, # the learner to copy the state of
@@ -347,7 +347,7 @@ def snapshot_state(learn:Learner, # the learner to copy the state of
     if rng: st['rng'] = (get_random_states(), [dl.rng.getstate() for dl in learn.dls.loaders])
     return st
 
-# %% ../nbs/03_learner.ipynb #aee6c6eb
+# %% ../nbs/03_learner.ipynb #fdc6caef
 def restore_state(learn:Learner, # the learner to put back
                   st:dict, # what `snapshot_state` returned
                  )->Learner:
@@ -368,7 +368,7 @@ def restore_state(learn:Learner, # the learner to put back
         for dl, s in zip(learn.dls.loaders, st['rng'][1]): dl.rng.setstate(s)
     return learn
 
-# %% ../nbs/03_learner.ipynb #925271c1
+# %% ../nbs/03_learner.ipynb #b201523b
 def _check_lr(lr):
     if isinstance(lr, slice):
         lo, hi = lr.start, lr.stop
@@ -385,7 +385,7 @@ def _record(learn, step, **kw):
     if not hasattr(learn, 'imgclf'): learn.imgclf = {}
     learn.imgclf.setdefault('steps', []).append(dict(step=step, **kw))
 
-# %% ../nbs/03_learner.ipynb #ac973729
+# %% ../nbs/03_learner.ipynb #c661a3c4
 def fit_head(learn:Learner, # a learner from `build_learner`
              epochs:int, # number of epochs
              lr:float=1e-3, # maximum learning rate of the one-cycle schedule
@@ -397,7 +397,7 @@ def fit_head(learn:Learner, # a learner from `build_learner`
     _record(learn, 'fit_head', epochs=epochs, lr=rec)
     return learn
 
-# %% ../nbs/03_learner.ipynb #54709b75
+# %% ../nbs/03_learner.ipynb #d43fe048
 def fit_unfrozen(learn:Learner, # a learner from `build_learner`
                  epochs:int, # number of epochs
                  lr:float|slice=slice(1e-6, 1e-4), # a learning rate, or `slice(lo, hi)` from the first group to the head
@@ -412,7 +412,7 @@ def fit_unfrozen(learn:Learner, # a learner from `build_learner`
     _record(learn, 'fit_unfrozen', epochs=epochs, lr=rec, freeze_to=freeze_to)
     return learn
 
-# %% ../nbs/03_learner.ipynb #6e54e27f
+# %% ../nbs/03_learner.ipynb #053a2449
 def _norm_stats(dls):
     n = _find_normalize(dls)
     return None if n is None else [[round(v, 6) for v in s] for s in _stats_of(n)]
@@ -432,7 +432,7 @@ def progressive_resize(learn:Learner, # a trained learner
     _record(learn, 'progressive_resize', size=getattr(dls, 'imgclf', {}).get('size'), epochs=epochs, lr=rec)
     return learn
 
-# %% ../nbs/03_learner.ipynb #61e74e32
+# %% ../nbs/03_learner.ipynb #728824fb
 def _ckpt_file(learn, name):
     p = Path(name)
     return p if p.suffix == '.pth' and (p.is_absolute() or p.parent != Path('.')) else learn.path/learn.model_dir/f'{name}.pth'
@@ -446,7 +446,7 @@ def save_checkpoint(learn:Learner, # the learner to save
     with atomic_path(file) as tmp_file: save_model(tmp_file, learn.model, learn.opt, with_opt=with_opt and learn.opt is not None)
     return file
 
-# %% ../nbs/03_learner.ipynb #00b760a2
+# %% ../nbs/03_learner.ipynb #31a0af7b
 def load_checkpoint(learn:Learner, # the learner to load into (same arch and classes)
                     name:str='checkpoint', # a name in `learn.path/learn.model_dir`, or a path ending in .pth
                     with_opt:bool=True, # also restore the optimizer state if the file has it
@@ -462,7 +462,7 @@ def load_checkpoint(learn:Learner, # the learner to load into (same arch and cla
         raise WeightsError(f"checkpoint {file} does not fit this learner ({str(e).splitlines()[0]})", "load it into a learner built with the same arch and classes") from None
     return learn
 
-# %% ../nbs/03_learner.ipynb #48b22a14
+# %% ../nbs/03_learner.ipynb #5c0e5427
 def _monitored(learn):
     return ['train_loss', 'valid_loss'] + [getattr(m, 'name', getattr(m, '__name__', str(m))) for m in learn.metrics]
 

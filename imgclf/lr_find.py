@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SUGGESTIONS', 'suggest', 'LRFindResult', 'find_lr', 'suggest_lr']
 
-# %% ../nbs/04_lr_find.ipynb #c68a06b7
+# %% ../nbs/04_lr_find.ipynb #85e744ef
 import math, warnings
 import numpy as np, torch
 import matplotlib.pyplot as plt
@@ -17,7 +17,7 @@ from fastai.callback.schedule import LRFinder, ParamScheduler, valley, slide, mi
 from .core import ConfigError, set_seed
 from .learner import snapshot_state, restore_state
 
-# %% ../nbs/04_lr_find.ipynb #f0bb1145
+# %% ../nbs/04_lr_find.ipynb #a405eb66
 class _QuietLRFinder(LRFinder):
     "fastai's `LRFinder` schedule, state kept by the caller, stopping at a non-finite or diverging loss"
     def before_fit(self): ParamScheduler.before_fit(self); self.best_loss = float('inf')
@@ -30,7 +30,7 @@ class _QuietLRFinder(LRFinder):
         if self.train_iter >= self.num_it: raise CancelFitException()
     def after_fit(self): pass
 
-# %% ../nbs/04_lr_find.ipynb #986739ba
+# %% ../nbs/04_lr_find.ipynb #d9ac480c
 def _seed_all(learn, seed):
     set_seed(seed)
     for i, dl in enumerate(learn.dls.loaders): dl.rng.seed(seed + i)
@@ -43,7 +43,7 @@ def _one_run(learn, start_lr, end_lr, num_it, stop_div, seed):
     with learn.no_logging(), learn.no_bar(): learn.fit(num_it//n + 1, cbs=cb)
     return _finite(np.array([float(o) for o in learn.recorder.lrs]), np.array([float(o) for o in learn.recorder.losses]))
 
-# %% ../nbs/04_lr_find.ipynb #5f624a59
+# %% ../nbs/04_lr_find.ipynb #8e068909
 SUGGESTIONS = {'valley': valley, 'steep': steep, 'minimum': minimum, 'slide': slide}
 
 def _finite(lrs, losses):
@@ -68,7 +68,7 @@ def suggest(lrs, # the learning rates of the curve
         if math.isfinite(v) and v > 0: res[name] = v
     return res
 
-# %% ../nbs/04_lr_find.ipynb #2ab6e925
+# %% ../nbs/04_lr_find.ipynb #c3e53f1a
 class LRFindResult:
     "The curves, suggestions and recommendation of `find_lr`"
     def __init__(self, lrs, # learning rates (common to all runs)
@@ -87,7 +87,7 @@ class LRFindResult:
         self.lr = self.suggestions.get('valley', self.suggestions.get('minimum', next(iter(self.suggestions.values()))))
         self.recommended = slice(self.lr/lr_mult, self.lr) if pretrained and not frozen else self.lr
 
-# %% ../nbs/04_lr_find.ipynb #606395d0
+# %% ../nbs/04_lr_find.ipynb #87a4f62e
 def _fmt(v): return f"{v:.2e}" if isinstance(v, float) else f"slice({v.start:.2e}, {v.stop:.2e})"
 
 @patch
@@ -102,7 +102,7 @@ def __repr__(self:LRFindResult):
     lines = [f"{k:8s} {_fmt(v)}" + (f"  (runs: {_fmt(rng[k][0])} .. {_fmt(rng[k][1])})" if k in rng else '') for k, v in self.suggestions.items()]
     return f"LRFindResult({len(self.losses)} run(s), {'frozen' if self.frozen else 'unfrozen'})\n  " + '\n  '.join(lines) + f"\n  recommended: {_fmt(self.recommended)}"
 
-# %% ../nbs/04_lr_find.ipynb #4d343874
+# %% ../nbs/04_lr_find.ipynb #c3ffad2e
 @patch
 def as_dict(self:LRFindResult)->dict:
     "The suggestions and recommendation as JSON-ready values"
@@ -110,7 +110,7 @@ def as_dict(self:LRFindResult)->dict:
     return dict(suggestions=self.suggestions, recommended=[rec.start, rec.stop] if isinstance(rec, slice) else rec,
                 frozen=self.frozen, n_runs=len(self.losses), num_it=self.num_it)
 
-# %% ../nbs/04_lr_find.ipynb #aff00370
+# %% ../nbs/04_lr_find.ipynb #1122650e
 def _at(self, lr): return float(np.interp(np.log10(lr), np.log10(self.lrs[:len(self.loss)]), self.loss))
 
 @patch
@@ -130,7 +130,7 @@ def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on
     ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize=7)
     return ax
 
-# %% ../nbs/04_lr_find.ipynb #086bb1a2
+# %% ../nbs/04_lr_find.ipynb #b869b3be
 def _is_frozen(learn):
     groups = learn.splitter(learn.model)
     return len(groups) > 1 and not all(p.requires_grad for p in groups[0])
@@ -140,7 +140,7 @@ def _check_args(start_lr, end_lr, num_it, n_runs):
     if num_it < 10: raise ConfigError(f"num_it={num_it} is too few points for a curve", "use num_it >= 10 (100 is usual)")
     if n_runs < 1: raise ConfigError(f"n_runs={n_runs}", "use n_runs >= 1")
 
-# %% ../nbs/04_lr_find.ipynb #4bb5a71b
+# %% ../nbs/04_lr_find.ipynb #55896cb2
 def find_lr(learn:Learner, # any fastai `Learner`, e.g. from `build_learner`
             start_lr:float=1e-7, # the first learning rate
             end_lr:float=10, # the last learning rate
@@ -166,7 +166,7 @@ def find_lr(learn:Learner, # any fastai `Learner`, e.g. from `build_learner`
     if show_plot: res.plot()
     return res
 
-# %% ../nbs/04_lr_find.ipynb #82538250
+# %% ../nbs/04_lr_find.ipynb #efd99221
 def suggest_lr(learn:Learner, # the learner to test
                **kwargs, # passed to `find_lr` (e.g. `n_runs=3`)
               ):
