@@ -60,6 +60,12 @@ def set_seed(seed:int=42, # the seed for `random`, NumPy and torch
     return seed
 
 # %% ../nbs/00_core.ipynb #98f98a6f
+def _file_mode(path):
+    "The permissions `path` has, or those a plain `open(path, 'w')` would give it (mkstemp's are 0o600)"
+    if path.exists(): return path.stat().st_mode & 0o7777
+    umask = os.umask(0); os.umask(umask)
+    return 0o666 & ~umask
+
 @contextlib.contextmanager
 def atomic_path(path:str|Path, # the file to create or replace
                ):
@@ -71,6 +77,7 @@ def atomic_path(path:str|Path, # the file to create or replace
     try:
         yield Path(tmp)
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
