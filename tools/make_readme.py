@@ -4,9 +4,10 @@
     python tools/make_readme.py --check  # exit 1 if README.md is out of date
 
 Hidden cells (`#| hide`) are dropped, `#| echo: false` cells show only their outputs, text outputs become
-code blocks and images are written to nbs/images/readme/ and linked, as on the docs home page.
+code blocks and images are written to nbs/images/readme/ and linked, as on the docs home page. Relative links
+and images in the markdown (relative to nbs/, where the docs live) are made relative to the repository root.
 """
-import sys, json, re, base64, argparse, hashlib
+import sys, json, re, base64, argparse, hashlib, posixpath
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
@@ -16,6 +17,15 @@ def _directives(src):
     lines = src.split('\n')
     d = [m.group(1).strip() for l in lines if (m := _dir.match(l))]
     return d, '\n'.join(l for l in lines if not _dir.match(l)).strip()
+
+_link = re.compile(r'(\]\()([^)\s]+)')
+def _relink(md):
+    "Markdown links and images relative to nbs/ (the docs) made relative to the repository root (the README)"
+    def f(m):
+        u = m.group(2)
+        if re.match(r'([A-Za-z][A-Za-z0-9+.-]*:|#|/)', u): return m.group(0)
+        return m.group(1) + posixpath.normpath('nbs/' + u)
+    return _link.sub(f, md)
 
 def _outputs(outs, imgs):
     res = []
@@ -37,7 +47,7 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
     parts, imgs = [], {}
     for c in nb['cells']:
         src = ''.join(c['source'])
-        if c['cell_type'] == 'markdown': parts.append(src.strip()); continue
+        if c['cell_type'] == 'markdown': parts.append(_relink(src.strip())); continue
         d, code = _directives(src)
         if any(x == 'hide' or x.startswith('export') for x in d) or 'include: false' in d: continue
         if 'echo: false' not in d and code: parts.append('```python\n' + code + '\n```')
