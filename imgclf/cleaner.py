@@ -414,7 +414,7 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     moves = [dict(src=self.key(r.path), dst=self.key(r.dst), hash=self._decisions[self.key(r.path)]['hash'], new_dir=not Path(r.dst).parent.exists())
              for r in ok.itertuples() if r.dst]
     rec = self.ledger.append('apply', decisions=list(ok.id), moves=moves, csv=str(csv))  # intent first: undoable even if interrupted
-    plan['done'] = [_do_move(Path(r.path), Path(r.dst)) if r.dst else r.status == 'ok' for r in plan.itertuples()]
+    plan['done'] = pd.Series([_do_move(Path(r.path), Path(r.dst)) if r.dst else r.status == 'ok' for r in plan.itertuples()], index=plan.index, dtype=bool)
     self._load(); _write_csv(self.cleaned(), csv)
     print(f"applied: {_summary(plan[plan.done])}; wrote {csv}")
     return plan

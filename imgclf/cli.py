@@ -572,12 +572,10 @@ def _plan_line(plan):
     return (', '.join(f"{n} {a}" for a, n in ok.items()) or 'no changes') + ''.join(f"; {r.path}: {r.status}" for r in skipped.itertuples())
 
 def _apply(cl, apply, move_files, csv, report):
-    "Carry out the decisions with `Cleaner.apply` (or only show them); `cleaned.csv` is written even when none is left to carry out"
+    "Carry out the decisions with `Cleaner.apply`, or only show them; the lines name the CLI's commands, not Python's"
     plan = cl.plan(move_files)
     if not apply: print(f"dry run: {_plan_line(plan)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
-    if len(plan):
-        with contextlib.redirect_stdout(io.StringIO()): plan = cl.apply(dry_run=False, move_files=move_files, csv=csv)
-    else: _save_table(cl.cleaned(), csv, index=False)  # (Cleaner.apply fails on an empty plan)
+    with contextlib.redirect_stdout(io.StringIO()): plan = cl.apply(dry_run=False, move_files=move_files, csv=csv)
     print(f"applied: {_plan_line(plan)}; wrote {csv}")
     return plan
 

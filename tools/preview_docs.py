@@ -26,7 +26,7 @@ def _sidebar():
         for c in nb['cells']:
             m = re.search(r'^#\s+(.+)$', ''.join(c['source']), re.M) if c['cell_type'] == 'markdown' else None
             if m: return m.group(1).strip()
-            if c['cell_type'] == 'raw' and (m := re.search(r'^title:\s*(.+)$', ''.join(c['source']), re.M)): return yaml.safe_load(m.group(1)) if m.group(1).strip()[:1] in '"\'' else m.group(1).strip()
+            if c['cell_type'] == 'raw' and (m := re.search(r'^title:\s*(.+)$', ''.join(c['source']), re.M)): return str(yaml.safe_load(m.group(1)))  # proc_nbs quotes titles with colons
         return Path(p).stem
     def _items(entries):
         res = []
