@@ -618,11 +618,11 @@ def exact_duplicates(paths:list, # image files
 def _lowp(device):
     "The fastest dtype for the bound pass on `device`, and its safety margin (measured once per device)"
     if device.type == 'cuda': return torch.float16, 2**-6
-    a, b = torch.randn(512, 97), torch.randn(8192, 97)
+    a, b = torch.randn(4096, 113), torch.randn(1024, 113)  # one tile of the search
     def t(dt):
-        x, y = a.to(dt), b.to(dt); x @ y.T; t0 = time.perf_counter()
-        for _ in range(3): x @ y.T
-        return time.perf_counter() - t0
+        x, y, o = a.to(dt), b.to(dt), torch.empty(4096, 1024, dtype=dt); ts = []
+        for _ in range(6): t0 = time.perf_counter(); torch.matmul(x, y.T, out=o); ts.append(time.perf_counter() - t0)
+        return min(ts[1:])  # the fastest of 5 after a warm-up: robust to another program's bursts
     try: fast = t(torch.bfloat16) < 0.6*t(torch.float32)
     except RuntimeError: fast = False
     return (torch.bfloat16, 2**-6) if fast else (torch.float32, 1e-4)
@@ -643,14 +643,18 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
     "Head size with the least estimated work: bound products plus exact checks of the candidates"
     g = torch.Generator().manual_seed(seed); n, d = R.shape
     rows, cols = [torch.randperm(n, generator=g)[:k].to(R.device) for k in (n_rows, n_cols)]
+    other = rows[:, None] != cols[None, :]  # a row against itself is not a candidate pair
     best = None
-    for h in sorted({min(o, d) for o in (32, 64, 96, 128, 192, 256, d)}):
+    for h in sorted({min(o, d) for o in (32, 64, 96, 112, 128, 160, 192, 256, d)}):
         t = R[:, h:].norm(dim=1)
         S = R[rows, :h] @ R[cols, :h].T + t[rows, None]*t[None, cols]
-        frac = (S >= threshold - margin).float().mean().item()
-        cost = h + 1 + frac*100*d  # checking a candidate (gathering two rows) costs ~100x a multiply-add per dimension
+        frac = ((S >= threshold - margin) & other).float().sum().item() / other.sum().item()
+        # measured on the CPU: a bound costs about (128 + h) units, almost all of it writing and scanning the
+        # tile, and one candidate ~2.5 us (a second scan of its row, gathering two rows of D floats) = ~4000*D
+        cost = h + frac*4000*d
         if best is None or cost < best[0]: best = (cost, h)
     return best[1]
+
 
 # %% ../nbs/06_cleaner.ipynb #473b7a7c
 def _candidates(S, thr, dt):
@@ -674,8 +678,9 @@ def _check(R, ii, jj, threshold, chunk=16384):
 # %% ../nbs/06_cleaner.ipynb #c50d33f4
 def near_duplicates(emb, # (N, D) embeddings (array or tensor)
                     threshold:float=0.95, # cosine similarity at or above which a pair is reported
-                    block:int=1024, # rows per block (memory: `block` x N bound values)
+                    block:int=4096, # rows per block (one unit of work for a thread; memory: `block` x 1,024 bounds per thread)
                     device=None, # 'cpu', 'cuda', ... (default: cuda if available, else cpu)
+                    threads:int|None=None, # CPU threads (None: `torch.get_num_threads()`)
                    )->pd.DataFrame:
     "Every pair `i < j` with cosine similarity >= `threshold`, most similar first, without an N x N matrix"
     E = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb)
@@ -683,33 +688,47 @@ def near_duplicates(emb, # (N, D) embeddings (array or tensor)
     if not 0 < threshold <= 1: raise ConfigError(f"threshold={threshold}", "use a cosine similarity in (0, 1], e.g. 0.95")
     if not torch.isfinite(E).all(): raise DataError("the embeddings contain NaN or infinite values", "recompute them; check the model's outputs")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    threads = 1 if device.type != 'cpu' else max(1, threads or torch.get_num_threads())
     out = pd.DataFrame(dict(i=np.zeros(0, int), j=np.zeros(0, int), sim=np.zeros(0, np.float32)))
     n = len(E)
     if n < 2: return out
     if n <= 2*block:  # small: exact float32 products, no bound needed
         R = torch.nn.functional.normalize(E.to(device, torch.float32), dim=1)
-        return _search(R, R, threshold, 0., torch.float32, block, out)
+        return _search(R, R, threshold, 0., torch.float32, block, threads, out)
     R = _rotate(E, device); dt, margin = _lowp(device)
     h = _pick_head(R, threshold, margin)
     H = torch.cat([R[:, :h], R[:, h:].norm(dim=1, keepdim=True)], 1).to(dt)
-    return _search(R, H, threshold, margin, dt, block, out)
+    return _search(R, H, threshold, margin, dt, block, threads, out)
+
 
 # %% ../nbs/06_cleaner.ipynb #0d04fcc2
-def _search(R, H, threshold, margin, dt, block, out):
-    "The block loop of `near_duplicates`: bounds in low precision, then exact float32 checks"
-    found, n = [], len(R)
-    buf = torch.empty(min(block, n)*n, dtype=H.dtype, device=H.device)  # one block of bounds, reused
-    for s in range(0, n, block):
-        e = min(s+block, n)
-        S = torch.matmul(H[s:e], H[s:].T, out=buf[:(e-s)*(n-s)].view(e-s, n-s))
-        S[:, :e-s].triu_(1)  # within the block: only j > i
+def _search_block(R, H, s, threshold, margin, dt, block, tile):
+    "Pairs (i, j, sim) with `i` in the block starting at row `s` and `j > i`, one tile of columns at a time"
+    n, found = len(R), []
+    e = min(s+block, n); buf = torch.empty((e-s)*tile, dtype=H.dtype, device=H.device)  # one tile of bounds, reused
+    for c in range(s, n, tile):
+        w = min(tile, n-c)
+        S = torch.matmul(H[s:e], H[c:c+w].T, out=buf[:(e-s)*w].view(e-s, w))
+        if c < e: S.triu_(s-c+1)  # tiles that overlap the block's own rows: only j > i
         ii, jj = _candidates(S, threshold - margin, dt)
-        if not len(ii): continue
-        found += _check(R, ii+s, jj+s, threshold)
+        if len(ii): found += _check(R, ii+s, jj+c, threshold)
+    return found
+
+def _search(R, H, threshold, margin, dt, block, threads, out):
+    "The block loop of `near_duplicates`: bounds in low precision, then exact float32 checks"
+    n, tile = len(R), 1024 if H.device.type == 'cpu' else 16384
+    one = lambda s: _search_block(R, H, s, threshold, margin, dt, block, tile)
+    if threads == 1: found = [f for s in range(0, n, block) for f in one(s)]
+    else:
+        was = torch.get_num_threads(); torch.set_num_threads(1)  # one single-threaded torch per Python thread
+        try:
+            with ThreadPoolExecutor(threads) as ex: found = [f for fs in ex.map(one, range(0, n, block)) for f in fs]
+        finally: torch.set_num_threads(was)
     if not found: return out
     a = torch.cat(found).numpy()
     out = pd.DataFrame(dict(i=a[:, 0].astype(int), j=a[:, 1].astype(int), sim=a[:, 2].astype(np.float32)))
     return out.sort_values(['sim', 'i', 'j'], ascending=[False, True, True], ignore_index=True)
+
 
 # %% ../nbs/06_cleaner.ipynb #b4e0f03d
 def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, head)`
