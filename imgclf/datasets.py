@@ -8,7 +8,7 @@ __all__ = ['IMAGE_EXTS', 'MAX_PIXELS', 'imgclf_home', 'arrays_to_folder', 'npz_t
 
 # %% ../nbs/01_datasets.ipynb #5c27e7c1
 import os, io, json, time, zlib, shutil, socket, struct, hashlib, tempfile, threading
-import urllib.request, urllib.parse, urllib.error
+import urllib.request, urllib.parse, urllib.error, http.client
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -241,10 +241,19 @@ def _read_urls(urls):
     urls = [u.strip() for u in urls if u and u.strip() and not u.strip().startswith('#')]
     return list(dict.fromkeys(urls))
 
+def _clean_url(url):
+    "`url` with spaces and other characters a URL may not hold %-encoded, as a browser sends it"
+    p = urllib.parse.urlsplit(url)
+    if p.scheme not in ('http', 'https'): raise ValueError("not an http(s) URL")
+    if not p.hostname: raise ValueError("no host name in the URL")
+    try: netloc = p.netloc if p.netloc.isascii() else p.netloc.encode('idna').decode()  # international domain names
+    except UnicodeError: raise ValueError("the host name is not a valid domain name") from None
+    q = lambda s, extra='': urllib.parse.quote(s, safe="%/:@!$&'()*+,;=~" + extra)  # `%`: already-encoded stays as it is
+    return urllib.parse.urlunsplit((p.scheme, netloc, q(p.path), q(p.query, '?'), ''))  # the #fragment is never sent
+
 def _fetch(url, timeout, max_bytes, headers):
     "The image bytes at `url`, or raise `ValueError` naming why not"
-    if urllib.parse.urlsplit(url).scheme not in ('http', 'https'): raise ValueError("not an http(s) URL")
-    req = urllib.request.Request(url, headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)', **(headers or {})})
+    req = urllib.request.Request(_clean_url(url), headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)', **(headers or {})})
     deadline, chunks, n = time.monotonic() + timeout, [], 0
     with urllib.request.urlopen(req, timeout=timeout) as r:
         ctype = r.headers.get_content_type()
@@ -280,6 +289,7 @@ def _download_one(url, dest, timeout, max_bytes, max_pixels, headers, seen, lock
     except urllib.error.URLError as e:
         return dict(url=url, status="error: timed out" if isinstance(e.reason, (TimeoutError, socket.timeout)) else f"error: {e.reason}", path=None)
     except (ValueError, OSError) as e: return dict(url=url, status=f"error: {e}", path=None)
+    except http.client.HTTPException as e: return dict(url=url, status=f"error: bad HTTP response ({type(e).__name__})", path=None)
     h = hashlib.sha1(data).hexdigest()
     path = dest/f"{h[:16]}{_EXT.get(fmt, '.' + fmt.lower())}"
     with lock:
