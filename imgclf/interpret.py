@@ -22,8 +22,10 @@ from .core import ConfigError, DataError
 
 # %% ../nbs/05_interpret.ipynb #f5b399a0
 def _frozen(learn):
+    "'frozen' (only the last parameter group trains), 'unfrozen', or 'k/n groups frozen' after `freeze_to(k)`"
     opt = getattr(learn, 'opt', None)
-    return bool(opt is not None and getattr(opt, 'frozen_idx', 0) > 0)
+    k, n = getattr(opt, 'frozen_idx', 0) if opt is not None else 0, len(getattr(opt, 'param_lists', [])) if opt is not None else 0
+    return 'unfrozen' if k <= 0 else 'frozen' if k >= n-1 else f'{k}/{n} groups frozen'
 
 class TrainingHistory(Callback):
     "Keep the loss and metrics of every epoch of every `fit` (fastai's `Recorder` resets at each one)"
@@ -31,7 +33,9 @@ class TrainingHistory(Callback):
     def __init__(self): self.fits, self._fit = [], None
     def before_fit(self): self._fit = None
     def before_train(self):
-        if self._fit is None: self._fit = dict(losses=[], values=[], names=[], size=None, frozen=_frozen(self.learn))
+        if self._fit is not None: return
+        stage = _frozen(self.learn)
+        self._fit = dict(losses=[], values=[], names=[], size=None, stage=stage, frozen=stage != 'unfrozen')
     def after_batch(self):
         if not (self.training and self._fit is not None): return
         self._fit['losses'].append(float(self.learn.smooth_loss))
@@ -64,11 +68,11 @@ def _history(learn):
     return h.fits
 
 def _fit_marks(ax, fits, labels=True):
-    "A dotted line where each fit starts, labelled 'frozen'/'unfrozen' and the image size"
+    "A dotted line where each fit starts, labelled with what was frozen and the image size"
     start = 0
     for i, f in enumerate(fits):
         if i: ax.axvline(start, color='grey', ls=':', lw=1)
-        label = ('frozen' if f['frozen'] else 'unfrozen') + (f" {f['size'][0]}px" if f['size'] else '')
+        label = f.get('stage', 'frozen' if f['frozen'] else 'unfrozen') + (f" {f['size'][0]}px" if f['size'] else '')
         if labels: ax.annotate(label, (start, 1), xycoords=('data', 'axes fraction'), xytext=(3, -10), textcoords='offset points', fontsize=7, color='grey')
         start += len(f['values'])
     ax.set_xlim(0, start + 0.1)
