@@ -9,7 +9,12 @@ __all__ = ['REPORT_FILES', 'QUEUE_COLS', 'DEMO', 'SMOKE', 'error_line', 'Parser'
            'clean_cmd', 'export_cmd', 'predict_cmd', 'format_predictions', 'serve_cmd', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #40981a28
-import warnings
+import os, sys, warnings
+
+# %% ../nbs/09_cli.ipynb #c3a1e0d3
+def _as_program(): return __name__ == '__main__' or os.path.basename(sys.argv[0] if sys.argv else '') == 'imgclf'
+if _as_program() and 'torch' not in sys.modules: os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read once, when torch loads OpenMP
+
 
 # %% ../nbs/09_cli.ipynb #0a6acab9
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning) # fastai's layers on torch >= 2.9: noise in a terminal
