@@ -659,7 +659,8 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
 # %% ../nbs/06_cleaner.ipynb #473b7a7c
 def _candidates(S, thr, dt):
     "Positions (row, col) in the block `S` of bounds at or above `thr`"
-    if dt == torch.bfloat16: mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
+    # bfloat16 bit patterns as int16 order like the values only for positive numbers: for thr <= 0 compare values
+    if dt == torch.bfloat16 and thr > 0: mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
     else: mx, key = S.amax(1), thr
     rows = (mx >= key).nonzero(as_tuple=True)[0]
     out = [((S[r] >= thr).nonzero(as_tuple=True), r) for r in rows.split(128)]  # 128 rows at a time: bounded memory
@@ -709,7 +710,7 @@ def _search_block(R, H, s, threshold, margin, dt, block, tile):
     for c in range(s, n, tile):
         w = min(tile, n-c)
         S = torch.matmul(H[s:e], H[c:c+w].T, out=buf[:(e-s)*w].view(e-s, w))
-        if c < e: S.triu_(s-c+1)  # tiles that overlap the block's own rows: only j > i
+        if c < e: S.masked_fill_(torch.ones_like(S, dtype=torch.bool).tril_(s-c), -2)  # tiles over the block's own rows: only j > i (-2 is below any bound)
         ii, jj = _candidates(S, threshold - margin, dt)
         if len(ii): found += _check(R, ii+s, jj+c, threshold)
     return found
