@@ -7,7 +7,7 @@ __all__ = ['ImgclfError', 'DataError', 'ConfigError', 'WeightsError', 'ExportErr
            'atomic_write', 'file_hash', 'run_manifest', 'save_json', 'shared_data']
 
 # %% ../nbs/00_core.ipynb #77ffebee
-import os, sys, json, time, random, hashlib, platform, tempfile, contextlib
+import os, sys, json, time, random, hashlib, platform, tempfile, threading, contextlib
 from pathlib import Path
 import numpy as np, torch
 from fastai.torch_core import set_seed as _fastai_set_seed, get_random_states, set_random_states
@@ -60,11 +60,24 @@ def set_seed(seed:int=42, # the seed for `random`, NumPy and torch
     return seed
 
 # %% ../nbs/00_core.ipynb #98f98a6f
+_umask_lock = threading.Lock()
+
+def _umask():
+    "The process umask, read without changing it where Linux allows"
+    # `os.umask` reads it only by setting it, and two threads doing that at once can leave it 0 (files
+    # world-writable from then on): read /proc where it is there, else set-and-restore under a lock
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    with _umask_lock: m = os.umask(0); os.umask(m)
+    return m
+
 def _file_mode(path):
     "The permissions `path` has, or those a plain `open(path, 'w')` would give it (mkstemp's are 0o600)"
     if path.exists(): return path.stat().st_mode & 0o7777
-    umask = os.umask(0); os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 @contextlib.contextmanager
 def atomic_path(path:str|Path, # the file to create or replace

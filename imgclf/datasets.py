@@ -246,8 +246,12 @@ def _clean_url(url):
     p = urllib.parse.urlsplit(url)
     if p.scheme not in ('http', 'https'): raise ValueError("not an http(s) URL")
     if not p.hostname: raise ValueError("no host name in the URL")
-    try: netloc = p.netloc if p.netloc.isascii() else p.netloc.encode('idna').decode()  # international domain names
-    except UnicodeError: raise ValueError("the host name is not a valid domain name") from None
+    netloc = p.netloc
+    if not netloc.isascii():  # an international domain name: its IDNA form, as a browser sends it
+        try: host = p.hostname.encode('idna').decode()
+        except UnicodeError: raise ValueError("the host name is not a valid domain name") from None
+        user = netloc.rpartition('@')[0]
+        netloc = (urllib.parse.quote(user, safe=':%') + '@' if user else '') + host + (f':{p.port}' if p.port else '')
     q = lambda s, extra='': urllib.parse.quote(s, safe="%/:@!$&'()*+,;=~" + extra)  # `%`: already-encoded stays as it is
     return urllib.parse.urlunsplit((p.scheme, netloc, q(p.path), q(p.query, '?'), ''))  # the #fragment is never sent
 

@@ -21,11 +21,12 @@ from fastai.torch_core import to_device
 from .core import ConfigError, DataError
 
 # %% ../nbs/05_interpret.ipynb #f5b399a0
-def _frozen(learn):
+def _stage(learn):
     "'frozen' (only the last parameter group trains), 'unfrozen', or 'k/n groups frozen' after `freeze_to(k)`"
     opt = getattr(learn, 'opt', None)
-    k, n = getattr(opt, 'frozen_idx', 0) if opt is not None else 0, len(getattr(opt, 'param_lists', [])) if opt is not None else 0
-    return 'unfrozen' if k <= 0 else 'frozen' if k >= n-1 else f'{k}/{n} groups frozen'
+    if opt is None or getattr(opt, 'frozen_idx', 0) <= 0: return 'unfrozen'
+    k, n = opt.frozen_idx, len(opt.param_lists)
+    return 'frozen' if k >= n-1 else f'{k}/{n} groups frozen'
 
 class TrainingHistory(Callback):
     "Keep the loss and metrics of every epoch of every `fit` (fastai's `Recorder` resets at each one)"
@@ -34,7 +35,7 @@ class TrainingHistory(Callback):
     def before_fit(self): self._fit = None
     def before_train(self):
         if self._fit is not None: return
-        stage = _frozen(self.learn)
+        stage = _stage(self.learn)
         self._fit = dict(losses=[], values=[], names=[], size=None, stage=stage, frozen=stage != 'unfrozen')
     def after_batch(self):
         if not (self.training and self._fit is not None): return
@@ -72,7 +73,8 @@ def _fit_marks(ax, fits, labels=True):
     start = 0
     for i, f in enumerate(fits):
         if i: ax.axvline(start, color='grey', ls=':', lw=1)
-        label = f.get('stage', 'frozen' if f['frozen'] else 'unfrozen') + (f" {f['size'][0]}px" if f['size'] else '')
+        stage = f.get('stage', 'frozen' if f['frozen'] else 'unfrozen')  # fits restored from an older checkpoint have no 'stage'
+        label = stage + (f" {f['size'][0]}px" if f['size'] else '')
         if labels: ax.annotate(label, (start, 1), xycoords=('data', 'axes fraction'), xytext=(3, -10), textcoords='offset points', fontsize=7, color='grey')
         start += len(f['values'])
     ax.set_xlim(0, start + 0.1)
