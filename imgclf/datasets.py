@@ -297,10 +297,9 @@ def _download_one(url, dest, timeout, max_bytes, max_pixels, headers, seen, lock
     h = hashlib.sha1(data).hexdigest()
     path = dest/f"{h[:16]}{_EXT.get(fmt, '.' + fmt.lower())}"
     with lock:
-        dup = h in seen or path.exists(); seen.add(h)
-    if dup: return dict(url=url, status='duplicate', path=str(path))
-    atomic_write(path, data)
-    return dict(url=url, status='ok', path=str(path))
+        first = h not in seen and not path.exists(); seen.add(h)
+    if first: atomic_write(path, data)  # the file is named by its content: whichever thread writes it, it is the same file
+    return dict(url=url, status='ok', path=str(path), sha1=h)  # `download_images` marks duplicates, in URL order
 
 # %% ../nbs/01_datasets.ipynb #55d4bc5b
 def download_images(urls, # a text file with one URL per line, or a list of URLs
@@ -316,6 +315,11 @@ def download_images(urls, # a text file with one URL per line, or a list of URLs
     urls, dest = _read_urls(urls)[:max_pics], Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     seen, lock = {file_hash(p) for p in dest.iterdir() if p.is_file() and not p.name.startswith('.')}, threading.Lock()
+    kept = set(seen)  # what was there before
     with ThreadPoolExecutor(max(1, n_workers)) as ex:
         rows = list(ex.map(lambda u: _download_one(u, dest, timeout, max_bytes, max_pixels, headers, seen, lock), urls))
+    for r in rows:  # the first URL of a picture is 'ok', the later ones 'duplicate', whichever download finished first
+        if (h := r.pop('sha1', None)) is None: continue
+        if h in kept: r['status'] = 'duplicate'
+        kept.add(h)
     return pd.DataFrame(rows, columns=['url', 'status', 'path'])
