@@ -8,7 +8,7 @@ training set; the first is a warm-up (and, for imgclf, the DataLoaders build fil
 is images/second over the remaining, warm epochs. It prints both and their ratio, plus the conditions
 (cores, load average, threads), because on a shared machine the load moves the figures.
 """
-import os, sys, time, json, argparse, platform, tempfile, warnings
+import os, sys, time, json, shutil, argparse, platform, tempfile, warnings
 from pathlib import Path
 import torch
 
@@ -48,7 +48,12 @@ def main():
     path = Path(a.path) if a.path else shared_data('hymenoptera')
     if path is None: sys.exit('no dataset: pass --path')
     warnings.filterwarnings('ignore')
-    cache = a.cache or tempfile.mkdtemp(prefix='imgclf-bench-cache-')
+    tmp = None if a.cache else tempfile.mkdtemp(prefix='imgclf-bench-cache-')  # removed at the end
+    try: run(a, path, a.cache or tmp)
+    finally:
+        if tmp: shutil.rmtree(tmp, ignore_errors=True)
+
+def run(a, path, cache):
     cond = dict(cores=os.cpu_count(), torch_threads=torch.get_num_threads(), load_before=os.getloadavg(),
                 torch=torch.__version__, python=platform.python_version(), bs=a.bs, presize=a.presize, size=a.size,
                 num_workers=a.num_workers, epochs=a.epochs, path=str(path))

@@ -15,7 +15,7 @@ the overhead of DDP (goal on one H100: under 5%); with N processes, the scaling 
 """
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-import sys, time, json, socket, argparse, subprocess, tempfile
+import sys, time, json, shutil, socket, argparse, subprocess, tempfile
 from pathlib import Path
 import torch
 
@@ -59,7 +59,7 @@ def run(a, kind, data, out):
             '--bs', str(a.bs), '--epochs', str(a.epochs), '--num-workers', str(a.num_workers)]
     cmd = [sys.executable, *args] if kind == 'plain' else [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(a.nproc),
            '--master_addr', '127.0.0.1', '--master_port', str(free_port()), *args]
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore', 'TMPDIR': str(out.parent)}  # torchrun's log folders go with the rest
     if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1)//a.nproc)))
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [l for l in p.stdout.splitlines() if l.startswith('RESULT ')]
@@ -75,8 +75,12 @@ def main():
     p.add_argument('--worker', choices=['plain', 'ddp']); p.add_argument('--data'); p.add_argument('--out')
     a = p.parse_args()
     if a.worker: return worker(a)
+    tmp = Path(tempfile.mkdtemp(prefix='imgclf-bench-ddp-'))  # data and runs, removed at the end
+    try: compare(a, tmp)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+def compare(a, tmp):
     from imgclf.datasets import sample_digits
-    tmp = Path(tempfile.mkdtemp(prefix='imgclf-bench-ddp-'))
     data = sample_digits(tmp/'digits', n_train=a.n_train, n_valid=20, n_test=0)
     for i in range(1, a.repeat):
         for f in list((data/'train').rglob('*.png')):

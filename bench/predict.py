@@ -8,7 +8,7 @@ CPU (or the GPU when `--device cuda`) on the same files, after a warm-up, and th
 checked to agree. Prints the per-image latency (median) of each, the batch throughput of each, and the
 ratios. Goals (issue 7): 10x lower single-image latency on CPU, batch throughput at least fastai's.
 """
-import argparse, os, sys, time, tempfile, statistics, warnings
+import argparse, os, time, tempfile, statistics, warnings
 from pathlib import Path
 import torch
 
@@ -33,7 +33,8 @@ def main():
     set_seed(42)
     dls = from_folder(path, valid=valid.name, size=a.size, bs=a.bs, device=a.device)
     learn = build_learner(dls, a.arch, pretrained=False, device=a.device)
-    clf = load_model(export_model(learn, Path(tempfile.mkdtemp())/'model'), device=a.device)
+    with tempfile.TemporaryDirectory(prefix='imgclf-bench-') as tmp:  # the export is loaded into memory: remove it
+        clf = load_model(export_model(learn, Path(tmp)/'model'), device=a.device)
     files = sorted(get_image_files(valid))
     print(f"{a.arch} at {a.size}px on {a.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; data {path}")

@@ -16,7 +16,7 @@
 Only 127.0.0.1 is ever contacted: every URL in the flood is an IP literal that the server refuses
 before connecting, or is malformed; no host name needs a DNS lookup. Every loop is bounded.
 """
-import argparse, http.client, io, json, os, random, socket, statistics, struct, subprocess, sys, tempfile, threading, time, zlib
+import argparse, http.client, json, os, random, shutil, socket, statistics, struct, subprocess, sys, tempfile, threading, time, zlib
 from pathlib import Path
 
 # ---- the client side (runs in its own process)
@@ -159,17 +159,23 @@ def main():
     import warnings; warnings.simplefilter('ignore')
     import torch
     if a.threads: torch.set_num_threads(a.threads)
-    from fastai.vision.all import get_image_files
     from imgclf.core import shared_data, set_seed
     from imgclf.datasets import sample_digits
     from imgclf.data import from_folder
-    from imgclf.learner import build_learner
-    from imgclf.export import export_model, load_model
     path = shared_data('hymenoptera', quiet=True) or sample_digits()
     valid = path/('val' if (path/'val').exists() else 'valid')
     set_seed(42)
     dls = from_folder(path, valid=valid.name, size=a.size, bs=32, num_workers=0)
-    model_dir = export_model(build_learner(dls, a.arch, pretrained=False, device='cpu'), Path(tempfile.mkdtemp())/'model')
+    tmp = tempfile.mkdtemp(prefix='imgclf-bench-serve-')  # the exported model, removed at the end
+    try: run(a, path, valid, dls, Path(tmp))
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+def run(a, path, valid, dls, tmp):
+    import torch
+    from fastai.vision.all import get_image_files
+    from imgclf.learner import build_learner
+    from imgclf.export import export_model, load_model
+    model_dir = export_model(build_learner(dls, a.arch, pretrained=False, device='cpu'), tmp/'model')
     files = [str(f) for f in sorted(get_image_files(valid)) if f.suffix.lower() in ('.jpg', '.jpeg')][:64] or [str(f) for f in sorted(get_image_files(valid))[:64]]
     print(f"{a.arch} at {a.size}px on the CPU, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; {len(files)} images from {path}")

@@ -37,10 +37,9 @@ def timer_cb():
         def after_train(self): self._sync(); self.rates.append(self.n/(time.perf_counter() - self.t))
     return TrainTimer()
 
-def repeated(path, k, valid):
-    "A temp copy of `path` (hard links where possible) listing each training image `k` times"
+def repeated(path, k, valid, dest):
+    "A copy of `path` in `dest` (hard links where possible) listing each training image `k` times"
     if k <= 1: return path
-    dest = Path(tempfile.mkdtemp(prefix='imgclf-bench-repeat-'))
     for f in (path/'train').rglob('*'):
         if not f.is_file(): continue
         for i in range(k):
@@ -61,7 +60,7 @@ def imgclf_recipe(path, a, valid):
     from imgclf.data import from_folder
     from imgclf.learner import build_learner
     dls = from_folder(path, valid=valid, size=a.size, presize=a.presize, bs=a.bs, num_workers=a.num_workers,
-                      cache=tempfile.mkdtemp(prefix='imgclf-bench-cache-'))
+                      cache=tempfile.mkdtemp(dir=a.tmp, prefix='cache-'))
     return build_learner(dls, a.arch, pretrained=False, device=a.device)
 
 def measure(make, path, a, valid):
@@ -93,7 +92,12 @@ def main():
     if path is None: sys.exit('no dataset: pass --path')
     valid = next(v for v in ('val', 'valid') if (path/v).is_dir())
     warnings.filterwarnings('ignore')
-    data = repeated(path, a.repeat, valid)
+    a.tmp = Path(tempfile.mkdtemp(prefix='imgclf-bench-train-'))  # repeated data and caches, removed at the end
+    try: run(a, path, valid)
+    finally: shutil.rmtree(a.tmp, ignore_errors=True)
+
+def run(a, path, valid):
+    data = repeated(path, a.repeat, valid, a.tmp/'data')
     import fastai
     cond = dict(arch=a.arch, size=a.size, presize=a.presize, bs=a.bs, epochs=a.epochs, repeat=a.repeat, num_workers=a.num_workers,
                 cores=os.cpu_count(), torch_threads=torch.get_num_threads(), load_before=os.getloadavg(), torch=torch.__version__,
@@ -112,6 +116,5 @@ def main():
         print(line, flush=True)
     if len(res) == 2: print(f"ratio imgclf / plain fastai: {res['imgclf']['images_per_s']/res['fastai']['images_per_s']:.2f}x")
     if a.json: Path(a.json).write_text(json.dumps(dict(conditions=cond, results=res), indent=2))
-    if data != path: shutil.rmtree(data, ignore_errors=True)
 
 if __name__ == '__main__': main()

@@ -11,6 +11,6 @@ assert not bad, f"the runtime package must not import nbdev, but {bad} were impo
 print(f"smoke: imported {len(mods)} modules without nbdev: {', '.join(mods)}")
 from imgclf.cli import main
 t = time.time()
-rc = main(['demo', '--smoke', '--out', tempfile.mkdtemp()])
+with tempfile.TemporaryDirectory(prefix='imgclf-smoke-') as out: rc = main(['demo', '--smoke', '--out', out])
 assert rc == 0, f"imgclf demo --smoke exited with {rc}"
 print(f"smoke: imgclf demo --smoke passed in {time.time()-t:.0f}s")

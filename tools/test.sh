@@ -9,6 +9,18 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/nbdev_test" ] && export PATH="$PWD/$VENV/bin:$PATH"
 fail=0
 
+# The notebooks make their scratch folders with tempfile (as a user would). Point TMPDIR at one private
+# folder and remove it at the end, pass or fail: a full run writes about 2 GB of temp files, and a machine
+# that runs the tests every day would otherwise fill its disk. IMGCLF_KEEP_TMP=1 keeps it for debugging.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/imgclf-test.XXXXXX")
+export TMPDIR=$scratch
+cleanup() {
+  [ -d "$scratch" ] || return 0
+  if [ -n "${IMGCLF_KEEP_TMP:-}" ]; then echo "temp files kept in $scratch"
+  else echo "removing $(du -sh "$scratch" 2>/dev/null | cut -f1) of temp files in $scratch"; rm -rf "$scratch"; fi
+}
+trap cleanup EXIT; trap 'exit 130' INT TERM
+
 echo "== nbdev_clean: notebooks must already be clean"
 nbdev_clean
 if [ -n "$(git status --porcelain -- nbs)" ]; then
@@ -23,13 +35,14 @@ echo "== README.md must match nbs/index.ipynb"
 python tools/make_readme.py --check || fail=1
 
 echo "== nbdev_test $*"
-log=$(mktemp)
+log=$scratch/nbdev_test.log
 nbdev_test --do_print --timing --flags "${TEST_FLAGS:-e2e}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 total=$(grep -c '^Starting ' "$log" || true)
 failed=$(sed -n '/Failed On The Following Notebooks/,$p' "$log" | grep -cE '^\s+\S+\.ipynb' || true)
 [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
 passed=$(( total - failed ))
+cleanup; trap - EXIT  # before the summary, so that it stays the last line
 [ "$fail" != 0 ] && echo "checks failed: clean/sync/readme (see above)"
 echo "$passed passed, $failed failed"
 [ "$rc" = 0 ] && [ "$fail" = 0 ]
