@@ -420,11 +420,13 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     return plan
 
 # %% ../nbs/06_cleaner.ipynb #0315bbc9
-def _summary(plan):
+def _summary(plan, paths=False):
+    "'3 delete, 1 relabel' and what was skipped: a count, or with `paths` each skipped file and why"
     c = plan[plan.status == 'ok'].action.value_counts()
     s = ', '.join(f"{n} {a}" for a, n in c.items()) or 'no changes'
-    skip = (plan.status != 'ok').sum()
-    return s + (f" ({skip} skipped)" if skip else '')
+    skip = plan[plan.status != 'ok']
+    if paths: return s + ''.join(f"; {r.path}: {r.status}" for r in skip.itertuples())
+    return s + (f" ({len(skip)} skipped)" if len(skip) else '')
 
 def _do_move(src:Path, dst:Path)->bool:
     "Move `src` to `dst`, never overwriting (False if `dst` appeared meanwhile or the move failed)"

@@ -33,8 +33,8 @@ from .datasets import imgclf_home, sample_digits, image_files
 from .data import from_folder, from_name_re, from_csv, PRESETS, METHODS
 from .learner import ARCHS, build_learner, fit_head, fit_unfrozen
 from .lr_find import find_lr, SUGGESTIONS
-from .interpret import Interpreter, TrainingHistory, track_history, plot_loss
-from .cleaner import Cleaner, PAIR_CHOICES, from_toplosses, from_label_issues, from_similars, dataset_table
+from .interpret import Interpreter, TrainingHistory, track_history, plot_loss, _stage
+from .cleaner import Cleaner, PAIR_CHOICES, from_toplosses, from_label_issues, from_similars, dataset_table, _summary
 from .export import export_model, load_model, load_config, CONFIG
 
 # %% ../nbs/09_cli.ipynb #67cd154c
@@ -131,7 +131,7 @@ class EpochLine(Callback):
         if rank_distrib() or not self.recorder.values: return
         names, vals = self.recorder.metric_names[1:-1], self.recorder.values[-1]
         stats = '  '.join(f"{n} {v:.4f}" for n, v in zip(names, vals) if v is not None)
-        stage = 'frozen' if getattr(self.opt, 'frozen_idx', 0) else 'unfrozen'
+        stage = _stage(self.learn)  # 'frozen', 'unfrozen' or 'k/n groups frozen'
         print(f"  epoch {self.done}/{self.total or '?'} ({stage}): {stats}  ({time.time()-self.t0:.0f}s)", flush=True)
 
 # %% ../nbs/09_cli.ipynb #7ffc7360
@@ -571,17 +571,12 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
         if apply: print(f"retrain with: imgclf train {report/'cleaned.csv'}")
     return plan
 
-def _plan_line(plan):
-    ok = plan[plan.status == 'ok'].action.value_counts()
-    skipped = plan[plan.status != 'ok']
-    return (', '.join(f"{n} {a}" for a, n in ok.items()) or 'no changes') + ''.join(f"; {r.path}: {r.status}" for r in skipped.itertuples())
-
 def _apply(cl, apply, move_files, csv, report):
     "Carry out the decisions with `Cleaner.apply`, or only show them; the lines name the CLI's commands, not Python's"
     plan = cl.plan(move_files)
-    if not apply: print(f"dry run: {_plan_line(plan)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
+    if not apply: print(f"dry run: {_summary(plan, paths=True)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
     with contextlib.redirect_stdout(io.StringIO()): plan = cl.apply(dry_run=False, move_files=move_files, csv=csv)
-    print(f"applied: {_plan_line(plan)}; wrote {csv}")
+    print(f"applied: {_summary(plan, paths=True)}; wrote {csv}")
     return plan
 
 # %% ../nbs/09_cli.ipynb #14d9eaa8
