@@ -84,10 +84,15 @@ def _quartoish(nb):
     return nb
 
 def build():
+    "Process the notebooks as the docs build does, render them; returns (pages, sidebar items, nbdev's warnings)"
+    import warnings
     from nbdev.serve import proc_nbs
     from nbconvert import HTMLExporter
     import nbformat
-    proc = Path(proc_nbs(force=True))
+    with warnings.catch_warnings(record=True) as caught:  # in this process (n_workers=0), so that they can be counted
+        warnings.simplefilter('always')
+        proc = Path(proc_nbs(force=True, n_workers=0))
+    warned = [f'nbdev: {str(w.message).splitlines()[0]} {str(w.message).splitlines()[2:3]}' for w in caught if 'imports and other code' in str(w.message)]
     if out.exists(): shutil.rmtree(out)
     items = _sidebar()
     from traitlets.config import Config
@@ -110,7 +115,7 @@ def build():
     for f in proc.rglob('*'):  # images and other files the pages link to
         if f.is_file() and f.suffix not in ('.ipynb', '.yml', '.css') and not any(p.startswith('_') for p in f.relative_to(proc).parts):
             d = out/f.relative_to(proc); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
-    return pages, items
+    return pages, items, warned
 
 def check(pages, items, max_output_kb=300):
     "Broken links/images, raw tracebacks, giant outputs, and sidebar entries without a page"
@@ -163,8 +168,8 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--screenshot', action='store_true', help='screenshot every page in headless Chromium')
     a = ap.parse_args()
-    pages, items = build()
-    problems = check(pages, items)
+    pages, items, warned = build()
+    problems = warned + check(pages, items)  # a cell mixing imports and code runs alone in the docs build: it may fail there
     if a.screenshot:
         shots, errs = screenshot(pages); problems += errs
         print(f'{len(shots)} screenshots in {out/"_screens"}')

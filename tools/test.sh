@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: notebooks clean and in sync with imgclf/, then every notebook as a test.
+# The project's test command: notebooks clean and in sync with imgclf/, the docs pages build, then every notebook as a test.
 #   tools/test.sh                      # what CI runs
 #   tools/test.sh --path nbs/02_data.ipynb --flags slow
 # Extra arguments go to nbdev_test. Prints a closing "N passed, N failed" line (one per notebook).
@@ -33,6 +33,8 @@ if [ -n "$(git status --porcelain -- imgclf)" ]; then
 fi
 echo "== README.md must match nbs/index.ipynb"
 python tools/make_readme.py --check || fail=1
+echo "== docs: nbdev's doc processors run on every notebook, and the pages have no broken links or tracebacks"
+python tools/preview_docs.py || fail=1
 
 echo "== nbdev_test $*"
 log=$scratch/nbdev_test.log
@@ -43,6 +45,6 @@ failed=$(sed -n '/Failed On The Following Notebooks/,$p' "$log" | grep -cE '^\s+
 [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
 passed=$(( total - failed ))
 cleanup; trap - EXIT  # before the summary, so that it stays the last line
-[ "$fail" != 0 ] && echo "checks failed: clean/sync/readme (see above)"
+[ "$fail" != 0 ] && echo "checks failed: clean/sync/readme/docs (see above)"
 echo "$passed passed, $failed failed"
 [ "$rc" = 0 ] && [ "$fail" = 0 ]
