@@ -40,7 +40,7 @@ echo "== nbdev_test $*"
 log=$scratch/nbdev_test.log
 nbdev_test --do_print --timing --flags "${TEST_FLAGS:-e2e}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-total=$(grep -c '^Starting ' "$log" || true)
+total=$(grep -oE 'Starting [^ ]+\.ipynb' "$log" | wc -l)  # counted per occurrence: parallel workers can print two on one line
 failed=$(sed -n '/Failed On The Following Notebooks/,$p' "$log" | grep -cE '^\s+\S+\.ipynb' || true)
 [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
 passed=$(( total - failed ))
