@@ -657,7 +657,6 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
         if best is None or cost < best[0]: best = (cost, h)
     return best[1]
 
-
 # %% ../nbs/06_cleaner.ipynb #473b7a7c
 def _candidates(S, thr, dt):
     "Positions (row, col) in the block `S` of bounds at or above `thr`"
@@ -703,7 +702,6 @@ def near_duplicates(emb, # (N, D) embeddings (array or tensor)
     H = torch.cat([R[:, :h], R[:, h:].norm(dim=1, keepdim=True)], 1).to(dt)
     return _search(R, H, threshold, margin, dt, block, threads, out)
 
-
 # %% ../nbs/06_cleaner.ipynb #0d04fcc2
 def _search_block(R, H, s, threshold, margin, dt, block, tile):
     "Pairs (i, j, sim) with `i` in the block starting at row `s` and `j > i`, one tile of columns at a time"
@@ -731,7 +729,6 @@ def _search(R, H, threshold, margin, dt, block, threads, out):
     a = torch.cat(found).numpy()
     out = pd.DataFrame(dict(i=a[:, 0].astype(int), j=a[:, 1].astype(int), sim=a[:, 2].astype(np.float32)))
     return out.sort_values(['sim', 'i', 'j'], ascending=[False, True, True], ignore_index=True)
-
 
 # %% ../nbs/06_cleaner.ipynb #b4e0f03d
 def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, head)`

@@ -573,8 +573,9 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
 
 def _apply(cl, apply, move_files, csv, report):
     "Carry out the decisions with `Cleaner.apply`, or only show them; the lines name the CLI's commands, not Python's"
-    plan = cl.plan(move_files)
-    if not apply: print(f"dry run: {_summary(plan, paths=True)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
+    if not apply:
+        plan = cl.plan(move_files)
+        print(f"dry run: {_summary(plan, paths=True)}. Nothing was changed: run `imgclf clean {report} --apply` to do it."); return plan
     with contextlib.redirect_stdout(io.StringIO()): plan = cl.apply(dry_run=False, move_files=move_files, csv=csv)
     print(f"applied: {_summary(plan, paths=True)}; wrote {csv}")
     return plan

@@ -92,7 +92,8 @@ def build():
     with warnings.catch_warnings(record=True) as caught:  # in this process (n_workers=0), so that they can be counted
         warnings.simplefilter('always')
         proc = Path(proc_nbs(force=True, n_workers=0))
-    warned = [f'nbdev: {str(w.message).splitlines()[0]} {str(w.message).splitlines()[2:3]}' for w in caught if 'imports and other code' in str(w.message)]
+    warned = [f"nbdev: a cell mixes imports and other code (it runs alone in the docs build; split it): {str(w.message).splitlines()[2]!r}"
+              for w in caught if 'imports and other code' in str(w.message)]
     if out.exists(): shutil.rmtree(out)
     items = _sidebar()
     from traitlets.config import Config
