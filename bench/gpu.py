@@ -60,30 +60,39 @@ def settings(dry):
         tp_archs=['resnet18'], tp_size=32, tp_bs=8, tp_repeat=3, tp_epochs=2, tp_workers=0, epoch_cap=1., syn_warm=1, syn_steps=3,
         data_workers=None, data_epochs=2,
         ddp_size=32, ddp_bs=4, kill_size=32, kill_bs=4, kills=(2,), batch_pause=0.15,
-        budget=170, need=dict(smoke=10, distributed=10, throughput=10, data=10))
+        budget=900, need=dict(smoke=10, distributed=10, throughput=10, data=10))  # a loaded machine must not skip sections: the dry run checks them all
     return dict(
         smoke_archs=['resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0'], chain_archs=['efficientnet_lite0', 'resnet34'],
         size=224, bs=32, num_workers=None, n_train=None, n_valid=None, lr_iters=30,
-        tp_archs=['resnet34', 'resnet50'], tp_size=224, tp_bs=256, tp_repeat=80, tp_epochs=3, tp_workers=None, epoch_cap=8., syn_warm=10, syn_steps=40,
+        tp_archs=['resnet34', 'resnet50'], tp_size=224, tp_bs=256, tp_repeat=60, tp_epochs=3, tp_workers=None, epoch_cap=6., syn_warm=10, syn_steps=40,
         data_workers=None, data_epochs=2,
         ddp_size=224, ddp_bs=64, kill_size=128, kill_bs=32, kills=(1, 2), batch_pause=0.05,
         budget=360, need=dict(smoke=45, distributed=45, throughput=120, data=45))  # seconds: the run, and what each section may take at most
 
 # ---------------------------------------------------------------------------------------------------- helpers
-CHILDREN = []  # (Popen, own process group) of every process this script starts; killed by pid at the end
+CHILDREN = []  # every process this script starts; killed, with their own children, by pid at the end
 
-def start(cmd, env=None, group=False, **kw):
+def start(cmd, env=None, **kw):
     "Popen `cmd`, remembered so that it is killed if still running when the script ends"
-    p = subprocess.Popen(cmd, env=env, start_new_session=group, **kw)
-    CHILDREN.append((p, group)); return p
+    p = subprocess.Popen(cmd, env=env, **kw); CHILDREN.append(p); return p
 
-def kill_children():
-    for p, group in CHILDREN:
-        if p.poll() is None:
-            try: os.killpg(p.pid, signal.SIGKILL) if group else p.kill()
-            except (ProcessLookupError, PermissionError): pass
-            try: p.wait(timeout=10)
-            except subprocess.TimeoutExpired: pass
+def kill_tree(*ps):
+    "SIGKILL the processes `ps` that still run and all their descendants (torchrun starts its workers in sessions of their own), by pid"
+    import psutil
+    procs = []
+    for p in ps:
+        if p.poll() is not None: continue
+        try: q = psutil.Process(p.pid); procs += [q, *q.children(recursive=True)]  # the tree first, then the kills
+        except psutil.NoSuchProcess: pass
+    for q in procs:
+        try: q.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(procs, timeout=10)
+    for p in ps:
+        try: p.wait(timeout=1)
+        except subprocess.TimeoutExpired: pass
+
+def kill_children(): kill_tree(*CHILDREN)
 
 def sync():
     if torch.cuda.is_available(): torch.cuda.synchronize()
@@ -263,7 +272,8 @@ def chain(a, s, T, learn, arch, data, tmp):
         t = time.perf_counter()
         with learn.no_bar(), learn.no_logging(): fine_tune(learn, 1, st['lr'].lr, freeze_epochs=1)
         v = [float(x) for x in learn.recorder.values[-1]]  # train loss, valid loss, accuracy, ...
-        return weights_finite(learn.model) and all(map(math.isfinite, v)), f"valid loss {v[1]:.3f}, accuracy {v[2]:.3f} after 1 frozen + 1 unfrozen epoch ({time.perf_counter()-t:.1f} s)"
+        stages = '1 frozen + 1 unfrozen epoch' if learn.imgclf.get('pretrained') else '2 epochs (random weights: no frozen stage)'
+        return weights_finite(learn.model) and all(map(math.isfinite, v)), f"valid loss {v[1]:.3f}, accuracy {v[2]:.3f} after {stages} ({time.perf_counter()-t:.1f} s)"
     def interp():
         it = st['it'] = Interpreter.from_learner(learn)
         ok = finite(it.probs, it.losses) and torch.allclose(it.probs.sum(1), torch.ones(len(it.probs)), atol=1e-3) and len(it.items) == len(it.probs)
@@ -343,7 +353,7 @@ def throughput(a, s, T, data, tmp):
                 if name == 'imgclf':
                     y = r['synthetic'] = synthetic(learn, bs, size, s['syn_warm'], s['syn_steps'])
                     frac = y['fraction_of_bound'] = bound(y['images_per_s'], arch, size)
-                    T.add(sec, f'{arch} synthetic on-GPU batch (ceiling)', f"{y['images_per_s']:.1f} img/s" + (f" ({100*frac:.1f}% of the bound)" if frac else ''), y['finite'])
+                    T.add(sec, f'{arch} synthetic batch on the device (ceiling)', f"{y['images_per_s']:.1f} img/s" + (f" ({100*frac:.1f}% of the bound)" if frac else ''), y['finite'])
                 del learn
             except Exception as e: traceback.print_exc(); T.add(sec, f'{arch} {name}', f'{type(e).__name__}: {e}'[:300], False)
             if torch.cuda.is_available(): torch.cuda.empty_cache()
@@ -500,7 +510,7 @@ def distributed(a, s, T, data, tmp):
                me, *dry, '--worker', 'ddp', '--data', str(data), '--run-dir', str(tmp/'ddp'), '--result', str(tmp/'ddp.json'),
                '--size', str(s['ddp_size']), '--bs', str(s['ddp_bs']), '--lr-iters', str(s['lr_iters'])] + \
               (['--num-workers', str(s['num_workers'])] if s['num_workers'] is not None else [])
-    tr = start(ddp_cmd, env=env, group=True, stdout=logf('torchrun'), stderr=subprocess.STDOUT)
+    tr = start(ddp_cmd, env=env, stdout=logf('torchrun'), stderr=subprocess.STDOUT)
     def resumable(name, run_dir, go=None):
         cmd = [sys.executable, me, *dry, '--worker', 'resumable', '--data', str(data), '--run-dir', str(run_dir), '--result', str(tmp/f'{name}.json'),
                '--progress', str(tmp/f'{name}.progress'), '--size', str(s['kill_size']), '--bs', str(s['kill_bs']), '--pause', str(s['batch_pause'])]
@@ -512,7 +522,7 @@ def distributed(a, s, T, data, tmp):
         out['sigkill'] = sigkill(a, s, T, tmp, run_k, tries)
     except Exception as e: traceback.print_exc(); T.add(sec, 'SIGKILL + resume', f'{type(e).__name__}: {e}'[:300], False)
     try: tr.wait(timeout=max(1, a.child_timeout - (time.perf_counter() - t0)))
-    except subprocess.TimeoutExpired: os.killpg(tr.pid, signal.SIGKILL); tr.wait()
+    except subprocess.TimeoutExpired: kill_tree(tr)
     r = out['torchrun'] = json.loads((tmp/'ddp.json').read_text()) if (tmp/'ddp.json').exists() else {}
     want = 'nccl' if torch.cuda.is_available() else 'gloo'
     if not r or 'error' in r: T.add(sec, 'torchrun --nproc_per_node 1', f"rc {tr.returncode}: {r.get('error') or (tmp/'torchrun.log').read_text()[-1500:]}", False)
@@ -534,7 +544,7 @@ def sigkill(a, s, T, tmp, run_k, tries):
     "Kill the runs in `tries` half way through the epochs `s['kills']`, let the last one finish; compare with the uninterrupted run"
     def wait_ok(p, name):
         try: p.wait(timeout=a.child_timeout)
-        except subprocess.TimeoutExpired: p.kill(); p.wait(); raise RuntimeError(f'the {name} run timed out')
+        except subprocess.TimeoutExpired: kill_tree(p); raise RuntimeError(f'the {name} run timed out')
         if p.returncode: raise RuntimeError(f"the {name} run failed ({p.returncode}): {(tmp/f'{name}.log').read_text()[-1500:]}")
     def kill_in(p, progress, epoch):
         "SIGKILL `p` half way through the epoch after `epoch` saved ones: (alive when killed, its return code)"
@@ -685,7 +695,8 @@ def print_table(res):
     rows += [(sec, 'section', d['error'] or d.get('skipped') or f"{d['seconds']} s", 'FAIL' if d['error'] else ('skip' if d.get('skipped') else 'ok'))
              for sec, d in res['sections'].items()]
     w0, w1 = max(len(r[0]) for r in rows), min(48, max(len(r[1]) for r in rows))
-    print(f"\n== imgclf GPU check: {res['conditions'].get('gpu', 'CPU')} ({res['conditions']['mode']}), torch {res['conditions']['torch']}")
+    c = res['conditions']
+    print(f"\n== imgclf GPU check: {c.get('gpu') or 'no GPU'}, {c['mode']}, torch {c['torch']}, fastai {c['fastai']}, Python {c['python']}, {c['cores']} cores")
     for sec, chk, val, ok in rows: print(f"{sec:<{w0}} | {chk:<{w1}} | {ok:<4} | {val}")
     print(f"== {'PASS' if res['ok'] else 'FAIL'}: {sum(r[3] == 'ok' for r in rows)} ok, {sum(r[3] == 'FAIL' for r in rows)} failed, {sum(r[3] == 'skip' for r in rows)} skipped; {res['seconds']} s")
 
@@ -708,8 +719,8 @@ def main():
     p.add_argument('--out', default=os.environ.get('OUT'), help='folder for gpu.json (default: $OUT)')
     p.add_argument('--data', default=None, help='hymenoptera (default: .gpu-data/hymenoptera, then ../shared/data/hymenoptera)')
     p.add_argument('--only', nargs='*', choices=SECTIONS, default=None, help='run only these sections (e.g. a second try of the failed ones)')
-    p.add_argument('--budget', type=float, default=None, help='seconds; a section that might not end within them is skipped (default: 360 on the GPU, 170 dry)')
-    p.add_argument('--child-timeout', type=float, default=None, help='seconds a child process may take (default: 240, 120 dry)')
+    p.add_argument('--budget', type=float, default=None, help='seconds; a section that might not end within them is skipped (default: 360 on the GPU, 900 dry)')
+    p.add_argument('--child-timeout', type=float, default=None, help='seconds a child process may take (default: 240, 300 dry)')
     for o in ('--worker', '--run-dir', '--result', '--progress', '--wait-for'): p.add_argument(o, help=argparse.SUPPRESS)
     for o, t in (('--size', int), ('--bs', int), ('--num-workers', int), ('--lr-iters', int), ('--pause', float)): p.add_argument(o, type=t, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -718,7 +729,7 @@ def main():
     if a.worker == 'resumable': return worker_resumable(a)
     if a.prepare: return prepare(a)
     s = settings(a.dry_run)
-    a.child_timeout = a.child_timeout or (120 if a.dry_run else 240)
+    a.child_timeout = a.child_timeout or (300 if a.dry_run else 240)
     budget, t0 = a.budget or s['budget'], time.perf_counter()
     if not a.dry_run and not torch.cuda.is_available(): print('no CUDA device: run with --dry-run on a CPU machine', file=sys.stderr); return 2
     out = Path(a.out) if a.out else None
@@ -745,11 +756,13 @@ def main():
             ts = time.perf_counter()
             try: d['data'] = fns[sec]()
             except Exception as e: traceback.print_exc(); d['error'] = f'{type(e).__name__}: {e}'[:500]
+            except KeyboardInterrupt: d['error'] = 'interrupted (SIGTERM or SIGINT)'; d['seconds'] = round(time.perf_counter() - ts, 1); T.save(); raise
             d['seconds'] = round(time.perf_counter() - ts, 1)
             if d['failed_checks'] and not d['error']: d['error'] = f"failed: {', '.join(d['failed_checks'])}"
             for r in d['rows']: print(f"   {'ok  ' if r['ok'] else 'FAIL'} {r['check']}: {r['value']}", flush=True)
             T.save()
         res['conditions']['load_after'] = os.getloadavg()
+        if torch.cuda.is_available(): res['conditions']['gpu_peak_memory_gib'] = round(torch.cuda.max_memory_allocated()/2**30, 1)  # this process's
         res['seconds'] = round(time.perf_counter() - t0, 1)
         bad = check_structure(res, wanted) if a.dry_run else [f'not finite: {p}' for p in nonfinite(res)]
         res['problems'] = bad
