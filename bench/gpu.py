@@ -53,7 +53,7 @@ TRAVEL_LIMIT = 64*2**20  # the device tool's limit on what travels: the working 
 
 # ---------------------------------------------------------------------------------------------------- settings
 def settings(dry):
-    "Sizes for the GPU run (at most 6 minutes on an H200, by the budget) and for the dry run (about 55 CPU-seconds on 2 cores)"
+    "Sizes for the GPU run (at most 6 minutes on an H200, by the budget) and for the dry run (about a minute of CPU time on 2 cores)"
     if dry: return dict(
         smoke_archs=['resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0'], chain_archs=['efficientnet_lite0'],
         size=32, bs=4, num_workers=0, n_train=8, n_valid=4, lr_iters=30,
