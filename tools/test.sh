@@ -35,6 +35,7 @@ echo "== README.md must match nbs/index.ipynb"
 python tools/make_readme.py --check || fail=1
 echo "== docs: nbdev's doc processors run on every notebook, and the pages have no broken links or tracebacks"
 python tools/preview_docs.py || fail=1
+echo "== bench/gpu.py --dry-run: the GPU check's code paths on the CPU (issue 19)"; python bench/gpu.py --dry-run --out "$scratch/gpu" || fail=1
 
 echo "== nbdev_test $*"
 log=$scratch/nbdev_test.log
