@@ -34,14 +34,14 @@ if [ -n "$(git status --porcelain -- imgclf)" ]; then
 fi
 echo "== README.md must match nbs/index.ipynb"
 python tools/make_readme.py --check || fail=1
-echo "== docs: nbdev's doc processors run on every notebook, and the pages have no broken links or tracebacks"
-python tools/preview_docs.py || fail=1
 echo "== GitHub workflows: actionlint (current action versions, expressions, shellcheck of run: scripts)"
 if command -v actionlint >/dev/null && command -v shellcheck >/dev/null; then
   actionlint -shellcheck="$(command -v shellcheck)" .github/workflows/*.yaml || fail=1
 else echo "FAIL: actionlint and shellcheck are missing (tools/install.sh installs them with the dev requirements)"; fail=1; fi
 echo "== test data fetch (tools/fetch_test_data.py): checksums and layout, offline"
 python tools/test_fetch_test_data.py || fail=1
+echo "== docs: nbdev's doc processors run on every notebook, and the pages have no broken links or tracebacks"
+python tools/preview_docs.py || fail=1
 
 echo "== nbdev_test $*"
 log=$scratch/nbdev_test.log
