@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command: notebooks clean and in sync with imgclf/, the docs pages build, then every notebook as a test.
+# The project's test command: notebooks clean and in sync with imgclf/, the docs pages build, the GitHub workflows lint
+# clean, then every notebook as a test.
 #   tools/test.sh                      # what CI runs
 #   tools/test.sh --path nbs/02_data.ipynb --flags slow
 # Extra arguments go to nbdev_test. Prints a closing "N passed, N failed" line (one per notebook).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/nbdev_test" ] && export PATH="$PWD/$VENV/bin:$PATH"
 fail=0
@@ -33,6 +34,12 @@ if [ -n "$(git status --porcelain -- imgclf)" ]; then
 fi
 echo "== README.md must match nbs/index.ipynb"
 python tools/make_readme.py --check || fail=1
+echo "== GitHub workflows: actionlint (current action versions, expressions, shellcheck of run: scripts)"
+if command -v actionlint >/dev/null && command -v shellcheck >/dev/null; then
+  actionlint -shellcheck="$(command -v shellcheck)" .github/workflows/*.yaml || fail=1
+else echo "FAIL: actionlint and shellcheck are missing (tools/install.sh installs them with the dev requirements)"; fail=1; fi
+echo "== test data fetch (tools/fetch_test_data.py): checksums and layout, offline"
+python tools/test_fetch_test_data.py || fail=1
 echo "== docs: nbdev's doc processors run on every notebook, and the pages have no broken links or tracebacks"
 python tools/preview_docs.py || fail=1
 echo "== bench/gpu.py --dry-run: the GPU check's code paths on the CPU (issue 19)"; python bench/gpu.py --dry-run --out "$scratch/gpu" || fail=1
@@ -46,6 +53,6 @@ failed=$(sed -n '/Failed On The Following Notebooks/,$p' "$log" | grep -cE '^\s+
 [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
 passed=$(( total - failed ))
 cleanup; trap - EXIT  # before the summary, so that it stays the last line
-[ "$fail" != 0 ] && echo "checks failed: clean/sync/readme/docs (see above)"
+[ "$fail" != 0 ] && echo "checks failed: clean/sync/readme/docs/workflows/fetch (see above)"
 echo "$passed passed, $failed failed"
 [ "$rc" = 0 ] && [ "$fail" = 0 ]
