@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ImgclfError', 'DataError', 'ConfigError', 'WeightsError', 'ExportError', 'pick_device', 'set_seed', 'atomic_path',
-           'atomic_write', 'file_hash', 'io_threads', 'run_manifest', 'save_json', 'shared_data', 'check_lr', 'lr_json',
-           'deprecated_names']
+           'atomic_write', 'file_hash', 'full_path', 'io_threads', 'run_manifest', 'save_json', 'shared_data',
+           'check_lr', 'lr_json', 'deprecated_names']
 
 # %% ../nbs/00_core.ipynb #77ffebee
 import os, sys, json, time, random, hashlib, platform, tempfile, threading, warnings, importlib, contextlib
@@ -120,6 +120,11 @@ def file_hash(path:str|Path, # the file to hash
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1<<20), b''): h.update(chunk)
     return h.hexdigest()
+
+def full_path(path:str|Path, # a file or folder, relative or with `~`
+             )->str:
+    "`path` as an absolute path string, `~` expanded (symlinks are kept)"
+    return os.path.abspath(os.path.expanduser(str(path)))
 
 def io_threads()->int:
     "Threads for reading or checking many files at once: two per core, at most 16"
