@@ -18,10 +18,10 @@ from fastcore.foundation import L
 from fastai.learner import Learner, Metric, AvgMetric
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
-from .core import ConfigError, atomic_path, save_json, default_device
+from .core import ConfigError, atomic_path, save_json, pick_device, check_lr, lr_json
 from .learner import snapshot_state, restore_state
 from .lr_find import find_lr, LRFindResult
-from .interpret import TrainingHistory
+from .history import TrainingHistory
 
 # %% ../nbs/16_distributed.ipynb #c9383346
 try: from fastai.distributed import DistributedDL, DistributedTrainer
@@ -59,7 +59,7 @@ def barrier():
 _ENV, _OWN = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'), {'group': False}
 
 def _rank_device():
-    dev = default_device()
+    dev = pick_device()
     if dev.type == 'mps': raise ConfigError("distributed training does not run on Apple GPUs (mps)", "set IMGCLF_DEVICE=cpu to train on the CPUs with gloo, or drop --distributed")
     if dev.type != 'cuda': return torch.device('cpu')
     if local_rank() >= torch.cuda.device_count():
@@ -278,14 +278,7 @@ def _gather_objects(o):
 # %% ../nbs/16_distributed.ipynb #eee1591c
 CHECKPOINT, RUN_JSON, FORMAT = 'checkpoint.pth', 'run.json', 'imgclf-run'
 
-def _lr_json(lr): return [None if lr.start is None else float(lr.start), float(lr.stop)] if isinstance(lr, slice) else float(lr)
 def _lr_from_json(v): return slice(*v) if isinstance(v, list) else v
-
-def _check_lr(lr, name='lr'):
-    lo, hi = (lr.start, lr.stop) if isinstance(lr, slice) else (None, lr)
-    if isinstance(hi, bool) or not isinstance(hi, (int, float)) or not 0 < hi < 10 or (lo is not None and not 0 < lo <= hi):
-        raise ConfigError(f"bad {name} {lr!r}", "use a positive float such as 1e-3 (find_lr suggests one), or slice(lo, hi) with 0 < lo <= hi")
-    return lr
 
 # %% ../nbs/16_distributed.ipynb #97cc8e9c
 def _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs=None, unfrozen_kwargs=None):
@@ -293,14 +286,14 @@ def _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs=None, unfrozen
     for n, k in ((epochs, 'epochs'), (freeze_epochs, 'freeze_epochs')):
         if not isinstance(n, int) or isinstance(n, bool) or n < 0: raise ConfigError(f"{k}={n!r} is not a whole number >= 0", f"pass e.g. {k}=2")
     if epochs + freeze_epochs == 0: raise ConfigError("epochs=0 and freeze_epochs=0: nothing to train", "pass epochs >= 1")
-    _check_lr(lr)
+    lr = check_lr(lr)
     if unfrozen_lr is None: unfrozen_lr = slice(lr/200, lr/2) if freeze_epochs and not isinstance(lr, slice) else lr
-    _check_lr(unfrozen_lr, 'unfrozen_lr')
+    unfrozen_lr = check_lr(unfrozen_lr, 'unfrozen_lr')
     return [dict(name=n, epochs=e, lr=l, kw=dict(k or {})) for n, e, l, k in (('frozen', freeze_epochs, lr, frozen_kwargs), ('unfrozen', epochs, unfrozen_lr, unfrozen_kwargs)) if e]
 
 def _config(learn, stages):
     info = getattr(learn, 'imgclf', None) or {}
-    return dict(stages=[dict(s, lr=_lr_json(s['lr'])) for s in stages], arch=info.get('arch'),
+    return dict(stages=[dict(s, lr=lr_json(s['lr'])) for s in stages], arch=info.get('arch'),
                 vocab=[str(o) for o in getattr(learn.dls, 'vocab', [])])
 
 # %% ../nbs/16_distributed.ipynb #ddae14bc
