@@ -28,7 +28,8 @@ class ImageLoader:
     def decode(self, path):
         "The presized uint8 (H, W, 3) array of `path` (a file, bytes, a PIL image or an array)"
         with decode_errors(image_name(path)):
-            return presize_image(open_image(path, draft=self.presize, max_pixels=self.max_pixels), self.presize, self.method)
+            return presize_image(open_image(path, draft=self.presize, max_pixels=self.max_pixels), self.presize,
+                                 self.method)
 
 # %% ../nbs/03_augment.ipynb #19c68291
 @patch
@@ -69,7 +70,8 @@ class PresizeCache:
 
     def key(self, path, presize, method):
         "Cache key of `path`: content hash + presize + method (the hash is memoised per path, size and mtime)"
-        st = os.stat(path); k = (str(path), st.st_mtime_ns, st.st_size)
+        st = os.stat(path)
+        k = (str(path), st.st_mtime_ns, st.st_size)
         if k not in self.hashes: self.hashes[k] = file_hash(path)
         return f"{self.hashes[k]}-{method}{presize}"
 
@@ -91,9 +93,12 @@ def get(self:PresizeCache, path, loader):
 
 # %% ../nbs/03_augment.ipynb #cf1ba966
 PRESETS = {
-    'default': dict(do_flip=True, flip_vert=False, max_rotate=10., min_zoom=1., max_zoom=1.1, max_lighting=0.2, max_warp=0.2, p_affine=0.75, p_lighting=0.75),
-    'medical': dict(do_flip=False, flip_vert=False, max_rotate=5., min_zoom=1., max_zoom=1.1, max_lighting=0.1, max_warp=0., p_affine=0.75, p_lighting=0.75),
-    'none':    dict(do_flip=False, flip_vert=False, max_rotate=0., min_zoom=1., max_zoom=1., max_lighting=0., max_warp=0., p_affine=0., p_lighting=0.),
+    'default': dict(do_flip=True, flip_vert=False, max_rotate=10., min_zoom=1., max_zoom=1.1, max_lighting=0.2,
+                    max_warp=0.2, p_affine=0.75, p_lighting=0.75),
+    'medical': dict(do_flip=False, flip_vert=False, max_rotate=5., min_zoom=1., max_zoom=1.1, max_lighting=0.1,
+                    max_warp=0., p_affine=0.75, p_lighting=0.75),
+    'none':    dict(do_flip=False, flip_vert=False, max_rotate=0., min_zoom=1., max_zoom=1., max_lighting=0.,
+                    max_warp=0., p_affine=0., p_lighting=0.),
 }
 
 def preset_kwargs(preset:str|dict='default', # a name in `PRESETS`, or a dict of `aug_transforms` arguments
@@ -101,9 +106,13 @@ def preset_kwargs(preset:str|dict='default', # a name in `PRESETS`, or a dict of
     "The `aug_transforms` arguments of `preset`"
     if isinstance(preset, dict):
         bad = set(preset) - set(PRESETS['default'])
-        if bad: raise ConfigError(f"unknown augmentation argument(s) {sorted(bad)}", f"use some of {sorted(PRESETS['default'])}")
+        if bad:
+            raise ConfigError(f"unknown augmentation argument(s) {sorted(bad)}",
+                              f"use some of {sorted(PRESETS['default'])}")
         return {**PRESETS['default'], **preset}
-    if preset not in PRESETS: raise ConfigError(f"unknown preset {preset!r}", f"use one of {list(PRESETS)} or a dict of aug_transforms arguments")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}",
+                          f"use one of {list(PRESETS)} or a dict of aug_transforms arguments")
     return dict(PRESETS[preset])
 
 # %% ../nbs/03_augment.ipynb #e44bf967
@@ -125,11 +134,14 @@ def _dihedral(bs, p, vert):
 def _affine(bs, kw):
     "The (bs, 3, 3) output->input matrices of flip @ rotate @ zoom, drawn as fastai draws them"
     a, b, c, d = _dihedral(bs, 0.5 if kw['do_flip'] else 0., kw['flip_vert'])
-    flip = torch.zeros(bs, 3, 3); flip[:, 0, 0], flip[:, 0, 1], flip[:, 1, 0], flip[:, 1, 1], flip[:, 2, 2] = a, b, c, d, 1
+    flip = torch.zeros(bs, 3, 3)
+    flip[:, 0, 0], flip[:, 0, 1], flip[:, 1, 0], flip[:, 1, 1], flip[:, 2, 2] = a, b, c, d, 1
     th = _mask(bs, kw['p_affine'], torch.empty(bs).uniform_(-kw['max_rotate'], kw['max_rotate']), 0.)*math.pi/180
-    rot = torch.zeros(bs, 3, 3); rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = th.cos(), th.sin(), -th.sin(), th.cos(), 1
+    rot = torch.zeros(bs, 3, 3)
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = th.cos(), th.sin(), -th.sin(), th.cos(), 1
     s = 1/_mask(bs, kw['p_affine'], torch.empty(bs).uniform_(kw['min_zoom'], kw['max_zoom']), 1.)
-    zoom = torch.zeros(bs, 3, 3); zoom[:, 0, 0], zoom[:, 1, 1], zoom[:, 2, 2] = s, s, 1
+    zoom = torch.zeros(bs, 3, 3)
+    zoom[:, 0, 0], zoom[:, 1, 1], zoom[:, 2, 2] = s, s, 1
     zoom[:, 0, 2], zoom[:, 1, 2] = (1-s)*(2*torch.rand(bs)-1), (1-s)*(2*torch.rand(bs)-1)
     return flip @ rot @ zoom
 
@@ -203,7 +215,8 @@ def _prepare(x, lut, pre, uint8_first):
 def __call__(self:FastAugment, x):
     if not isinstance(x, TensorImage): return x
     bs, dev, kw = x.shape[0], x.device, self.kw
-    x = _prepare(x, _lighting_lut(bs, kw), max(self.size, math.ceil(self.size*max(1., kw['max_zoom']))), dev.type == 'cpu')
+    x = _prepare(x, _lighting_lut(bs, kw), max(self.size, math.ceil(self.size*max(1., kw['max_zoom']))),
+                 dev.type == 'cpu')
     if self.base.device != dev: self.base = self.base.to(dev)
     g = self.base @ self.matrices(bs).to(dev).transpose(1, 2)
     g = (g[..., :2]/g[..., 2:]).view(bs, self.size, self.size, 2)

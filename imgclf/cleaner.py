@@ -41,8 +41,12 @@ def append(self:Ledger, op:str, # the kind of record: 'decide', 'undo', 'apply',
         with open(self.path, 'a+b') as f:
             end = f.seek(0, os.SEEK_END)
             if end and f.seek(end-1) >= 0 and f.read(1) != b'\n': f.write(b'\n')  # after a torn line
-            f.write((json.dumps(rec) + '\n').encode('utf-8')); f.flush(); os.fsync(f.fileno())
-    except OSError as e: raise DataError(f"cannot write the decision ledger {self.path} ({e.strerror or e})", "pass ledger= a file in a writable folder") from None
+            f.write((json.dumps(rec) + '\n').encode('utf-8'))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise DataError(f"cannot write the decision ledger {self.path} ({e.strerror or e})",
+                        "pass ledger= a file in a writable folder") from None
     return rec
 
 # %% ../nbs/11_cleaner.ipynb #a9cb5ae1
@@ -68,7 +72,8 @@ def _table(df, cols, what):
     if not isinstance(df, pd.DataFrame): df = pd.DataFrame(df)
     miss = [c for c in cols if c not in df.columns]
     if miss:
-        raise ConfigError(f"{what} has no column(s) {miss} (columns: {list(df.columns)})", f"pass a DataFrame with columns {cols}")
+        raise ConfigError(f"{what} has no column(s) {miss} (columns: {list(df.columns)})",
+                          f"pass a DataFrame with columns {cols}")
     return df.reset_index(drop=True).copy()
 
 # %% ../nbs/11_cleaner.ipynb #e18c4a44
@@ -101,7 +106,8 @@ class Cleaner:
         self.bs, self.keep_on_next, self.source, self._hashes = bs, keep_on_next, source, {}
         self.label_filter = self.split_filter = None
         self.view, self.page = np.arange(len(self.queue)), 0
-        self._load(); self.resume()
+        self._load()
+        self.resume()
 
 # %% ../nbs/11_cleaner.ipynb #8a02680b
 @patch
@@ -111,18 +117,24 @@ def _init_items(self:Cleaner, items, vocab, labelled_by):
         if c in q: q[c] = q[c].map(full_path)
     if items is None:
         items = pd.concat([q[[c for c in ('path', 'label', 'split') if c in q]]] +
-                          ([q[['path_b', 'label_b']].set_axis(['path', 'label'], axis=1)] if self.pairs_mode and 'label_b' in q else []))
+                          ([q[['path_b', 'label_b']].set_axis(['path', 'label'],
+                                                              axis=1)] if self.pairs_mode and 'label_b' in q else []))
     items = _table(items, ['path', 'label'], 'items')
-    items['path'] = items.path.map(full_path); items['label'] = items.label.astype(str)
+    items['path'] = items.path.map(full_path)
+    items['label'] = items.label.astype(str)
     self.items = items.drop_duplicates('path', ignore_index=True)
     self.vocab = [str(o) for o in (vocab if vocab is not None else sorted(self.items.label.unique()))]
     bad = [o for o in (KEEP, DELETE) if o in self.vocab]
-    if bad: raise ConfigError(f"class name(s) {bad} are reserved by the cleaner's decisions", "rename those class folders or labels")
-    lab = dict(zip(self.items.path, self.items.label)); spl = dict(zip(self.items.path, self.items.split)) if 'split' in self.items else {}
+    if bad:
+        raise ConfigError(f"class name(s) {bad} are reserved by the cleaner's decisions",
+                          "rename those class folders or labels")
+    lab = dict(zip(self.items.path, self.items.label))
+    spl = dict(zip(self.items.path, self.items.split)) if 'split' in self.items else {}
     for a, b in [('path', ''), ('path_b', '_b')] if self.pairs_mode else [('path', '')]:
         if f'label{b}' not in q: q[f'label{b}'] = q[a].map(lab)
         if spl and f'split{b}' not in q: q[f'split{b}'] = q[a].map(spl)
-    if labelled_by not in (None, 'folder', 'csv'): raise ConfigError(f"labelled_by={labelled_by!r}", "use 'folder', 'csv' or None")
+    if labelled_by not in (None, 'folder', 'csv'):
+        raise ConfigError(f"labelled_by={labelled_by!r}", "use 'folder', 'csv' or None")
     self.labelled_by = labelled_by or ('folder' if _folder_labelled(self.items) else 'csv')
 
 # %% ../nbs/11_cleaner.ipynb #8a9e4b0b
@@ -193,7 +205,9 @@ def resume(self:Cleaner)->Cleaner:
 @patch
 def _row(self:Cleaner, item):
     if isinstance(item, (int, np.integer)):
-        if not 0 <= item < len(self.queue): raise ConfigError(f"queue position {item} is out of range (0..{len(self.queue)-1})", "pass a position from cleaner.batch().index")
+        if not 0 <= item < len(self.queue):
+            raise ConfigError(f"queue position {item} is out of range (0..{len(self.queue)-1})",
+                              "pass a position from cleaner.batch().index")
         return self.queue.iloc[int(item)]
     return None
 
@@ -201,10 +215,13 @@ def _row(self:Cleaner, item):
 def _entry(self:Cleaner, path, decision):
     p = full_path(path)
     old = self.items.label[self.items.path == p]
-    if not len(old): raise ConfigError(f"{p} is not one of this cleaner's items", "decide on an image of the queue or of `items`")
-    if decision not in (KEEP, DELETE, *self.vocab): raise ConfigError(f"unknown decision {decision!r}", f"use 'keep', 'delete' or a class name: {self.vocab}")
+    if not len(old):
+        raise ConfigError(f"{p} is not one of this cleaner's items", "decide on an image of the queue or of `items`")
+    if decision not in (KEEP, DELETE, *self.vocab):
+        raise ConfigError(f"unknown decision {decision!r}", f"use 'keep', 'delete' or a class name: {self.vocab}")
     act = KEEP if decision == old.iloc[0] else decision if decision in (KEEP, DELETE) else 'relabel'
-    return dict(path=self.key(p), hash=self.hash(p), action=act, old=old.iloc[0], label=decision if act == 'relabel' else None)
+    return dict(path=self.key(p), hash=self.hash(p), action=act, old=old.iloc[0],
+                label=decision if act == 'relabel' else None)
 
 # %% ../nbs/11_cleaner.ipynb #de4e2ea7
 @patch
@@ -213,11 +230,14 @@ def decide(self:Cleaner, item, # queue position or image path
           )->dict:
     "Record a decision about one image in the ledger, now"
     row = self._row(item)
-    if row is not None and self.pairs_mode: raise ConfigError("this queue holds pairs", "use decide_pair(i, choice), or decide(path, ...) for one image")
+    if row is not None and self.pairs_mode:
+        raise ConfigError("this queue holds pairs", "use decide_pair(i, choice), or decide(path, ...) for one image")
     path = row.path if row is not None else item
-    if self._decided_applied(path): raise ConfigError(f"{path} was already changed by apply()", "call undo_apply() first")
+    if self._decided_applied(path):
+        raise ConfigError(f"{path} was already changed by apply()", "call undo_apply() first")
     rec = self.ledger.append('decide', source=self.source, items=[self._entry(path, decision)])
-    self._load(); return rec
+    self._load()
+    return rec
 
 @patch
 def _decided_applied(self:Cleaner, path):
@@ -234,10 +254,13 @@ def decide_pair(self:Cleaner, i:int, # queue position of the pair
     if choice not in PAIR_CHOICES: raise ConfigError(f"unknown choice {choice!r}", f"use one of {PAIR_CHOICES}")
     r = self._row(i)
     acts = {'keep left': (KEEP, DELETE), 'keep right': (DELETE, KEEP)}.get(choice, (KEEP, KEEP))
-    if any(self._decided_applied(p) for p in (r.path, r.path_b)): raise ConfigError("one of these images was already changed by apply()", "call undo_apply() first")
+    if any(self._decided_applied(p) for p in (r.path, r.path_b)):
+        raise ConfigError("one of these images was already changed by apply()", "call undo_apply() first")
     items = [self._entry(p, a) for p, a in zip((r.path, r.path_b), acts)]
-    rec = self.ledger.append('decide', source=self.source, items=items, pair=[self.key(r.path), self.key(r.path_b)], choice=choice)
-    self._load(); return rec
+    rec = self.ledger.append('decide', source=self.source, items=items, pair=[self.key(r.path), self.key(r.path_b)],
+                             choice=choice)
+    self._load()
+    return rec
 
 # %% ../nbs/11_cleaner.ipynb #af619a86
 @patch
@@ -245,9 +268,11 @@ def undo(self:Cleaner)->dict|None:
     "Take back the latest live decision; returns the record undone (None if there is none)"
     if not self._live: return None
     last = self._live[-1]
-    if last['id'] in self._applied: raise ConfigError("the latest decision was already applied", "call undo_apply() first")
+    if last['id'] in self._applied:
+        raise ConfigError("the latest decision was already applied", "call undo_apply() first")
     self.ledger.append('undo', target=last['id'])
-    self._load(); return last
+    self._load()
+    return last
 
 # %% ../nbs/11_cleaner.ipynb #252ac362
 @patch
@@ -259,7 +284,8 @@ def decision(self:Cleaner, path)->str|None:
 @patch(as_prop=True)
 def decisions(self:Cleaner)->pd.DataFrame:
     "Every live decision: path, label, decision, applied"
-    rows = [dict(path=str(self.path(k)), label=d['old'], decision=self.decision(self.path(k)), applied=d['id'] in self._applied)
+    rows = [dict(path=str(self.path(k)), label=d['old'], decision=self.decision(self.path(k)),
+                 applied=d['id'] in self._applied)
             for k, d in self._decisions.items()]
     return pd.DataFrame(rows, columns=['path', 'label', 'decision', 'applied'])
 
@@ -289,7 +315,8 @@ def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: eit
         hit = self.queue[col].astype(str) == str(v)
         if self.pairs_mode and f'{col}_b' in self.queue: hit |= self.queue[f'{col}_b'].astype(str) == str(v)
         if not hit.any() and not (col == 'label' and str(v) in self.vocab):
-            raise ConfigError(f"no {col} {v!r} in the queue", f"use one of {sorted(self.queue[col].astype(str).unique())}")
+            raise ConfigError(f"no {col} {v!r} in the queue",
+                              f"use one of {sorted(self.queue[col].astype(str).unique())}")
         m &= hit.values
     self.label_filter, self.split_filter, self.view = label, split, np.flatnonzero(m)
     return self.resume()
@@ -311,18 +338,21 @@ def keep_batch(self:Cleaner)->dict|None:
     todo = [p for p in self.batch().path if self.key(p) not in self._decisions]
     if not todo: return None
     rec = self.ledger.append('decide', source=self.source, items=[self._entry(p, KEEP) for p in todo])
-    self._load(); return rec
+    self._load()
+    return rec
 
 @patch
 def next(self:Cleaner)->pd.DataFrame:
     "Go to the next batch (keeping the undecided images of this one if `keep_on_next`)"
     if self.keep_on_next: self.keep_batch()
-    self.page = min(self.page+1, self.n_pages-1); return self.batch()
+    self.page = min(self.page+1, self.n_pages-1)
+    return self.batch()
 
 @patch
 def prev(self:Cleaner)->pd.DataFrame:
     "Go to the previous batch"
-    self.page = max(self.page-1, 0); return self.batch()
+    self.page = max(self.page-1, 0)
+    return self.batch()
 
 # %% ../nbs/11_cleaner.ipynb #572c7af8
 QUARANTINE = '.imgclf-quarantine'
@@ -333,15 +363,19 @@ def free_name(dst:str|Path, # the wanted destination
     "`dst`, or `stem_1.ext`, `stem_2.ext`... if that name exists on disk or is in `taken`"
     dst, taken = Path(dst), taken if taken is not None else set()
     cand, i = dst, 0
-    while cand.exists() or str(cand) in taken: i += 1; cand = dst.with_name(f"{dst.stem}_{i}{dst.suffix}")
-    taken.add(str(cand)); return cand
+    while cand.exists() or str(cand) in taken:
+        i += 1
+        cand = dst.with_name(f"{dst.stem}_{i}{dst.suffix}")
+    taken.add(str(cand))
+    return cand
 
 # %% ../nbs/11_cleaner.ipynb #354d5cd8
 @patch
 def _move_mode(self:Cleaner, move_files):
     if move_files is None: return self.labelled_by == 'folder'
     if move_files and self.labelled_by != 'folder':
-        raise ConfigError("move_files=True needs folder-labelled data (each image in a folder named by its label)", "use move_files=False: cleaned.csv carries the new labels")
+        raise ConfigError("move_files=True needs folder-labelled data (each image in a folder named by its label)",
+                          "use move_files=False: cleaned.csv carries the new labels")
     return bool(move_files)
 
 @patch
@@ -364,8 +398,10 @@ def plan(self:Cleaner, move_files:bool|None=None, # move files between folders (
         act = ('move' if move else 'relabel') if d['action'] == 'relabel' else ('quarantine' if move else 'drop')
         dst = None
         if move and status == 'ok':
-            dst = free_name(src.parent.parent/d['label']/src.name if act == 'move' else qdir/_relto(src, self.root), taken)
-        rows.append(dict(action=act, path=str(src), label=d['old'], new_label=d['label'], dst=dst and str(dst), status=status, id=d['id']))
+            dst = free_name(src.parent.parent/d['label']/src.name if act == 'move' else qdir/_relto(src, self.root),
+                            taken)
+        rows.append(dict(action=act, path=str(src), label=d['old'], new_label=d['label'], dst=dst and str(dst),
+                         status=status, id=d['id']))
     return pd.DataFrame(rows, columns=['action', 'path', 'label', 'new_label', 'dst', 'status', 'id'])
 
 def _relto(p, root):
@@ -378,7 +414,8 @@ def cleaned(self:Cleaner)->pd.DataFrame:
     "The dataset after the decisions: path (where the file is now), label[, split]; deleted images left out"
     keys, rows = set(map(self.key, self.items.path)), []
     for r in self.items.to_dict('records'):
-        k = self.key(r['path']); d = self._decisions.get(k)
+        k = self.key(r['path'])
+        d = self._decisions.get(k)
         if d is not None and (d['id'] in self._applied or self._status(k, d, keys) == 'ok'):
             if d['action'] == DELETE: continue
             if d['action'] == 'relabel': r['label'] = d['label']
@@ -387,10 +424,12 @@ def cleaned(self:Cleaner)->pd.DataFrame:
 
 def _write_csv(df, csv):
     "Write `df` atomically to `csv`, paths relative to the CSV's folder when inside it"
-    df = df.copy(); base = Path(csv).parent
+    df = df.copy()
+    base = Path(csv).parent
     df['path'] = [_relto(p, base).as_posix() if Path(p).is_relative_to(base) else p for p in df.path]
     try: return atomic_write(csv, df.to_csv(index=False))
-    except OSError as e: raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
+    except OSError as e:
+        raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
 
 # %% ../nbs/11_cleaner.ipynb #4a5c4e48
 @patch
@@ -406,13 +445,18 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
         print(f"dry run: {plan_summary(plan)}; would write {csv}. Nothing was changed: call apply(dry_run=False) to do it.")
         return plan
     try: csv.parent.mkdir(parents=True, exist_ok=True)  # fail before anything is moved or recorded
-    except OSError as e: raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
+    except OSError as e:
+        raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
     ok = plan[plan.status == 'ok']
-    moves = [dict(src=self.key(r.path), dst=self.key(r.dst), hash=self._decisions[self.key(r.path)]['hash'], new_dir=not Path(r.dst).parent.exists())
+    moves = [dict(src=self.key(r.path), dst=self.key(r.dst), hash=self._decisions[self.key(r.path)]['hash'],
+                  new_dir=not Path(r.dst).parent.exists())
              for r in ok.itertuples() if r.dst]
     rec = self.ledger.append('apply', decisions=list(ok.id), moves=moves, csv=str(csv))  # intent first: undoable even if interrupted
-    plan['done'] = pd.Series([_do_move(Path(r.path), Path(r.dst)) if r.dst else r.status == 'ok' for r in plan.itertuples()], index=plan.index, dtype=bool)
-    self._load(); _write_csv(self.cleaned(), csv)
+    plan['done'] = pd.Series([_do_move(Path(r.path),
+                                       Path(r.dst)) if r.dst else r.status == 'ok' for r in plan.itertuples()],
+                                       index=plan.index, dtype=bool)
+    self._load()
+    _write_csv(self.cleaned(), csv)
     print(f"applied: {plan_summary(plan[plan.done])}; wrote {csv}")
     return plan
 
@@ -451,7 +495,8 @@ def undo_apply(self:Cleaner)->pd.DataFrame:
         else: st = 'skip: file gone or changed at the destination'
         if st == 'moved back' and m.get('new_dir') and not any(dst.parent.iterdir()): dst.parent.rmdir()
         rows.append(dict(path=str(src), was_at=str(dst), status=st))
-    self.ledger.append('undo_apply', target=rec['id']); self._load()
+    self.ledger.append('undo_apply', target=rec['id'])
+    self._load()
     if rec.get('csv'): _write_csv(self.cleaned(), rec['csv'])
     return pd.DataFrame(rows, columns=['path', 'was_at', 'status'])
 
@@ -484,7 +529,8 @@ def show(self:Cleaner, ncols:int=4, # images per row
 
 # %% ../nbs/11_cleaner.ipynb #eef3c3c5
 __getattr__ = deprecated_names(__name__, {
-    'ImageCleaner': 'imgclf.widgets.ImageCleaner', 'thumbnail': 'imgclf.widgets.thumbnail', 'caption': 'imgclf.widgets.caption',
+    'ImageCleaner': 'imgclf.widgets.ImageCleaner', 'thumbnail': 'imgclf.widgets.thumbnail',
+    'caption': 'imgclf.widgets.caption',
     'exact_duplicates': 'imgclf.similar.exact_duplicates', 'near_duplicates': 'imgclf.similar.near_duplicates',
     'embeddings': 'imgclf.similar.embeddings', 'duplicate_pairs': 'imgclf.similar.duplicate_pairs',
     'dataset_table': 'imgclf.review.dataset_table', 'from_similars': 'imgclf.review.from_similars',

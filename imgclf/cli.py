@@ -10,7 +10,8 @@ import os, sys, warnings
 
 # %% ../nbs/18_cli.ipynb #21733634
 def _as_program(): return __name__ == '__main__' or os.path.basename(sys.argv[0] if sys.argv else '') == 'imgclf'
-if _as_program() and 'torch' not in sys.modules: os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read when torch loads
+if _as_program() and 'torch' not in sys.modules:
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read when torch loads
 
 # %% ../nbs/18_cli.ipynb #4aaa0c77
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning)  # fastai on torch >= 2.9
@@ -79,7 +80,8 @@ def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.
     args, defaults = fn.args.args + fn.args.kwonlyargs, fn.args.defaults
     defaults = [None]*(len(fn.args.args) - len(defaults)) + defaults + fn.args.kw_defaults
     lines = {a.lineno for a in args}
-    return {a.arg: Param(a.arg, a.annotation and ast.unparse(a.annotation), _literal(d), _docment(a.lineno, comments, lines))
+    return {a.arg: Param(a.arg, a.annotation and ast.unparse(a.annotation), _literal(d),
+                         _docment(a.lineno, comments, lines))
             for a, d in zip(args, defaults)}
 
 # %% ../nbs/18_cli.ipynb #6d3338a1
@@ -97,15 +99,18 @@ _DATA = 'data (the layout is picked from these options)'
 def _data(size=True):
     "The data options of `train`, `lr-find` and `interpret`"
     tfms = ('size bs ' if size else '') + 'num_workers oversample preset method cache'
-    return ((_DATA, 'data.load_data', 'csv label_re valid_pct valid test merge_valid_test'), (_DATA, 'loaders.make_dls', tfms))
+    return ((_DATA, 'data.load_data', 'csv label_re valid_pct valid test merge_valid_test'),
+            (_DATA, 'loaders.make_dls', tfms))
 _MODEL = ('arch pretrained weights seed device')
 
 # %% ../nbs/18_cli.ipynb #fa0fde76
 COMMANDS = dict(
-    demo=Command('pipeline.demo', 'the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores',
+    demo=Command('pipeline.demo',
+                 'the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores',
                  'Run data -> pretrained transfer learning -> LR finder -> training -> interpretation -> cleaning queue -> export\n'
                  'on handwritten digits that ship with imgclf (no network), and write a report folder.',
-                 ('imgclf demo', 'imgclf demo --out /tmp/report', 'imgclf demo --smoke          # seconds: checks every step runs'),
+                 ('imgclf demo', 'imgclf demo --out /tmp/report',
+                  'imgclf demo --smoke          # seconds: checks every step runs'),
                  ((None, 'pipeline.demo', 'out smoke progress quiet'),)),
     train=Command('pipeline.train', 'train a classifier on your images and write a report folder',
                   'Train a classifier: data -> pretrained model -> LR finder -> training (fastai fine_tune recipe)\n'
@@ -118,18 +123,23 @@ COMMANDS = dict(
                    'torchrun --nproc_per_node 2 -m imgclf.cli train data/ --distributed'),
                   (*_data(), ('model', 'pipeline.train', _MODEL),
                    ('training', 'pipeline.train', 'epochs freeze_epochs lr lr_mult num_it review duplicates name'),
-                   ('long and distributed runs (imgclf.distributed)', 'pipeline.train', 'distributed run_dir resume auto_batch'),
+                   ('long and distributed runs (imgclf.distributed)', 'pipeline.train',
+                    'distributed run_dir resume auto_batch'),
                    ('report', 'pipeline.train', 'out overwrite progress quiet'))),
     **{'lr-find': Command('pipeline.lr_find_cmd', 'plot loss against learning rate and suggest one',
                           "fastai's LR range test on the learner imgclf train would build; it changes nothing and saves the curve.",
-                          ('imgclf lr-find data/', 'imgclf lr-find data/ --n-runs 3 --size 128', 'imgclf lr-find data/ --unfrozen'),
+                          ('imgclf lr-find data/', 'imgclf lr-find data/ --n-runs 3 --size 128',
+                           'imgclf lr-find data/ --unfrozen'),
                           (*_data(), ('model', 'pipeline.lr_find_cmd', _MODEL),
                            ('LR finder', 'pipeline.lr_find_cmd', 'unfrozen num_it n_runs out quiet')))},
-    interpret=Command('pipeline.interpret_cmd', 'judge an exported model on labelled images: plots, report, review queue',
+    interpret=Command('pipeline.interpret_cmd',
+                      'judge an exported model on labelled images: plots, report, review queue',
                       'Predict labelled images with an exported model and write confusion_matrix.png, top_losses.png,\n'
                       'classification_report.csv, metrics.json and review_queue.csv.',
-                      ('imgclf interpret imgclf-report/model data/', 'imgclf interpret model/ new_photos/ --split all --out check'),
-                      (*_data(size=False), ('report', 'pipeline.interpret_cmd', 'split review bs out overwrite quiet'))),
+                      ('imgclf interpret imgclf-report/model data/',
+                       'imgclf interpret model/ new_photos/ --split all --out check'),
+                      (*_data(size=False),
+                       ('report', 'pipeline.interpret_cmd', 'split review bs out overwrite quiet'))),
     clean=Command('review.clean_cmd', "apply the decisions written in a report's review_queue.csv",
                   "Record the decisions of REPORT/review_queue.csv (decision column: keep, delete or a class name;\n"
                   "for pairs: keep left, keep right, keep both, not a duplicate) in an append-only ledger and show\n"
@@ -145,12 +155,14 @@ COMMANDS = dict(
                    ((None, 'export.export_cmd', 'onnx'),)),
     predict=Command('export.predict_cmd', 'the top classes of images or folders of images',
                     'Predict images with an exported model. Folders are searched recursively.',
-                    ('imgclf predict imgclf-report/model cat.jpg dog.jpg', 'imgclf predict model/ photos/ --json -k 5 > predictions.json'),
+                    ('imgclf predict imgclf-report/model cat.jpg dog.jpg',
+                     'imgclf predict model/ photos/ --json -k 5 > predictions.json'),
                     ((None, 'export.predict_cmd', 'k bs as_json quiet'),), dict(as_json='--json', images='IMAGE'),
                     exit_code=lambda res: int(any('error' in r for r in res))),
     serve=Command('serve.serve', 'serve a model: upload page, JSON API, health check',
                   'Serve a model with Uvicorn: GET / (upload page), POST /predict, GET /classify-url?url=, GET /health.',
-                  ('imgclf serve imgclf-report/model', 'imgclf serve model/ --host 0.0.0.0 --port 8080    # reachable from the network',
+                  ('imgclf serve imgclf-report/model',
+                   'imgclf serve model/ --host 0.0.0.0 --port 8080    # reachable from the network',
                    "curl -F file=@cat.jpg http://127.0.0.1:8000/predict"),
                   ((None, 'serve.serve', 'host port log_level'), (None, 'serve.create_app', 'max_bytes allow_hosts')),
                   dict(model_dir='MODEL', allow_hosts='--allow-host')),
@@ -196,7 +208,8 @@ def _add_options(parser, cmd):
 def build_parser()->Parser:
     "The `imgclf` argument parser, with one sub-parser per command"
     epilog = lambda *lines: 'examples:\n' + '\n'.join(f"  {line}" for line in lines)
-    p = Parser(prog='imgclf', description='Train trustworthy image classifiers on fastai: from a folder of images to a running service.',
+    p = Parser(prog='imgclf',
+               description='Train trustworthy image classifiers on fastai: from a folder of images to a running service.',
                formatter_class=_HelpFormatter,
                epilog=epilog('imgclf demo                                  # the whole workflow on embedded digits, offline',
                              'imgclf train data/ --out run1                # train, interpret, review queue, export',
@@ -242,7 +255,8 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         return 2
     except OSError as e:
         if e.filename is None: raise
-        print(f"imgclf: error: {e.strerror or e}: {e.filename} (fix: check the path and its permissions)", file=sys.stderr)
+        print(f"imgclf: error: {e.strerror or e}: {e.filename} (fix: check the path and its permissions)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imgclf: interrupted", file=sys.stderr)
@@ -253,12 +267,16 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
 if __name__ == '__main__': sys.exit(main())
 
 # %% ../nbs/18_cli.ipynb #0fbdb8ea
-_MOVED = {n: f'imgclf.pipeline.{n}' for n in ('prepare_out', 'save_figure', 'choose_lr', 'stage_plan', 'interpret_learner',
-                                                'write_plots', 'write_report', 'train', 'summary', 'demo', 'lr_find_cmd',
+_MOVED = {n: f'imgclf.pipeline.{n}' for n in ('prepare_out', 'save_figure', 'choose_lr', 'stage_plan',
+                                              'interpret_learner',
+                                                'write_plots', 'write_report', 'train', 'summary', 'demo',
+                                                'lr_find_cmd',
                                                 'interpret_cmd', 'REPORT_FILES', 'DEMO', 'SMOKE')}
 _MOVED |= {n: f'imgclf.export.{n}' for n in ('export_cmd', 'predict_cmd', 'format_predictions')}
-_MOVED |= dict(fine_tune='imgclf.pipeline.fit_recipe', load_data='imgclf.data.load_data', EpochLine='imgclf.history.EpochLine',
+_MOVED |= dict(fine_tune='imgclf.pipeline.fit_recipe', load_data='imgclf.data.load_data',
+               EpochLine='imgclf.history.EpochLine',
                progress_ctx='imgclf.history.progress_ctx', review_queue='imgclf.review.review_queue',
-               QUEUE_COLS='imgclf.review.QUEUE_COLS', clean_cmd='imgclf.review.clean_cmd', model_dir='imgclf.export.model_folder',
+               QUEUE_COLS='imgclf.review.QUEUE_COLS', clean_cmd='imgclf.review.clean_cmd',
+               model_dir='imgclf.export.model_folder',
                serve_cmd='imgclf.serve.serve')
 __getattr__ = deprecated_names(__name__, _MOVED)

@@ -49,7 +49,8 @@ def pick_device(device=None, # 'cuda', 'cuda:1', 'mps', 'cpu' or a `torch.device
         raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} GPU(s) visible",
                           "pick cuda:0 .. cuda:N-1")
     if device.type == 'mps' and not _mps_available():
-        raise ConfigError("device 'mps' was asked for but MPS is not available", "use device='cpu' or unset IMGCLF_DEVICE")
+        raise ConfigError("device 'mps' was asked for but MPS is not available",
+                          "use device='cpu' or unset IMGCLF_DEVICE")
     return device
 
 # %% ../nbs/00_core.ipynb #222f44d1
@@ -144,7 +145,8 @@ def run_manifest(seed:int|None=None, # the seed the run used
     device = torch.device(device) if device is not None else pick_device()
     m = dict(seed=seed, device=str(device),
              gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
-             versions={o: _version(o) for o in ('imgclf', 'torch', 'torchvision', 'fastai', 'fastcore', 'numpy', 'PIL')},
+             versions={o: _version(o) for o in ('imgclf', 'torch', 'torchvision', 'fastai', 'fastcore', 'numpy',
+                                                'PIL')},
              python=platform.python_version(), platform=platform.platform(),
              created=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     m.update(extra)

@@ -27,8 +27,11 @@ def split_valid(labels, # one label per image
                 stratify:bool=True, # take `valid_pct` of each class (else of the whole set)
                )->np.ndarray:
     "Boolean mask of the images that go to the validation set"
-    labels = np.asarray(labels); rng = np.random.default_rng(seed); mask = np.zeros(len(labels), bool)
-    if not 0 < valid_pct < 1: raise ConfigError(f"valid_pct={valid_pct} is not between 0 and 1", "pass e.g. valid_pct=0.2")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), bool)
+    if not 0 < valid_pct < 1:
+        raise ConfigError(f"valid_pct={valid_pct} is not between 0 and 1", "pass e.g. valid_pct=0.2")
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
     for idx in groups:
         n = int(round(len(idx)*valid_pct))
@@ -74,12 +77,15 @@ def _folder_source(root, train, valid, test, valid_pct, merge_valid_test, strati
     "(table, root, source, problems) of a folder dataset: see `from_folder`"
     root, problems = Path(root), []
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder", "pass the dataset root, which holds train/<class>/<image> or <class>/<image>")
-    if not (root/train).is_dir() and train == 'train' and valid is None and test is None: train, valid_pct = '.', valid_pct or 0.2
+        raise DataError(f"{root} is not a folder",
+                        "pass the dataset root, which holds train/<class>/<image> or <class>/<image>")
+    if not (root/train).is_dir() and train == 'train' and valid is None and test is None:
+        train, valid_pct = '.', valid_pct or 0.2
     if test is not None and test == (valid or _default_valid(root)) and not valid_pct:
         raise ConfigError(f"the same folder {test!r} is used for validation and test",
                           "drop test=, or pass valid= another folder (or valid_pct)")
-    if merge_valid_test and test is None: raise ConfigError("merge_valid_test=True needs a test folder", "pass test='test'")
+    if merge_valid_test and test is None:
+        raise ConfigError("merge_valid_test=True needs a test folder", "pass test='test'")
     rows = _folder_rows(root, train, 'train', problems)
     if not valid_pct:
         valid = valid or _default_valid(root)
@@ -136,7 +142,8 @@ def from_name_re(path:str|Path, # the folder with the images (searched recursive
     return make_dls(*_name_re_source(path, pat, valid_pct, stratify, seed, recurse), seed=seed, **kwargs)
 
 # %% ../nbs/05_data.ipynb #dc91fa52
-_SPLITS = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validation': 'valid', 'test': 'test'}
+_SPLITS = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validation': 'valid',
+           'test': 'test'}
 
 def _split_column(df, split_col):
     col = df[split_col]
@@ -153,7 +160,8 @@ def _df_source(df, folder, path_col, label_col, split_col, valid_pct, stratify, 
     "(table, root, source, problems) of a DataFrame of paths and labels: see `from_df`"
     for c in (path_col, label_col):
         if c not in df.columns:
-            raise DataError(f"the table has no column {c!r} (columns: {list(df.columns)})", "pass path_col=/label_col= naming the right columns")
+            raise DataError(f"the table has no column {c!r} (columns: {list(df.columns)})",
+                            "pass path_col=/label_col= naming the right columns")
     folder = Path(folder)
     split_col = split_col or next((c for c in ('split', 'is_valid') if c in df.columns), None)
     splits = _split_column(df, split_col) if split_col else np.full(len(df), 'train')
@@ -193,10 +201,12 @@ def _csv_source(csv, folder, path_col, label_col, split_col=None, valid_pct=None
     if not csv.is_file(): raise DataError(f"{csv} does not exist", "check the path to the CSV file")
     df = pd.read_csv(csv)
     if len(df.columns) < 2:
-        raise DataError(f"{csv} has {len(df.columns)} column(s): {list(df.columns)}", "the CSV needs a path column and a label column")
+        raise DataError(f"{csv} has {len(df.columns)} column(s): {list(df.columns)}",
+                        "the CSV needs a path column and a label column")
     path_col = path_col or next((c for c in df.columns if c.lower() in _PATH_COLS), df.columns[0])
     label_col = label_col or next((c for c in df.columns if c.lower() in _LABEL_COLS), df.columns[1])
-    table, root, source, problems = _df_source(df, folder or csv.parent, path_col, label_col, split_col, valid_pct, stratify, seed)
+    table, root, source, problems = _df_source(df, folder or csv.parent, path_col, label_col, split_col, valid_pct,
+                                               stratify, seed)
     return table, root, {**source, 'kind': 'csv', 'csv': str(csv.resolve())}, problems
 
 @delegates(make_dls, but=_shared)
@@ -215,14 +225,17 @@ def from_csv(csv:str|Path, # the CSV file
 
 # %% ../nbs/05_data.ipynb #fff00805
 def _check_layout(data, csv, label_re, valid_pct, valid, test):
-    if not data.exists(): raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
+    if not data.exists():
+        raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
     if csv is not None and label_re:
-        raise ConfigError("csv and label_re are both given", "labels come from the CSV or from the file names: pass one of them")
+        raise ConfigError("csv and label_re are both given",
+                          "labels come from the CSV or from the file names: pass one of them")
     if (csv is not None or label_re or data.is_file()) and (valid or test):
         raise ConfigError("valid/test name folders, but the labels come from a CSV or the file names",
                           "use a split column in the CSV, or valid_pct")
     if data.is_file() and data.suffix.lower() != '.csv':
-        raise DataError(f"{data} is a file, not a folder or a .csv", "pass the dataset folder, or a CSV of path,label[,split]")
+        raise DataError(f"{data} is a file, not a folder or a .csv",
+                        "pass the dataset folder, or a CSV of path,label[,split]")
     if valid_pct is not None and not 0 < valid_pct < 1:
         raise ConfigError(f"valid_pct {valid_pct} is not between 0 and 1", "pass e.g. valid_pct=0.2 (--valid-pct 0.2)")
 
@@ -274,7 +287,8 @@ class DataSummary:
                  f"pipeline: presize {i.get('presize')} ({i.get('method')}) -> size {i.get('size')}, preset {i.get('preset')!r}, "
                  f"mean {i.get('mean')}, std {i.get('std')}"]
         small = int(((w < i.get('presize', 0)) | (h < i.get('presize', 0))).sum())
-        if small: lines.append(f"note: {small} sampled image(s) are smaller than presize={i.get('presize')} and get upsampled")
+        if small:
+            lines.append(f"note: {small} sampled image(s) are smaller than presize={i.get('presize')} and get upsampled")
         problems = ''.join(f"\n  {p['path'] or '-'}: {p['problem']}" for p in self.problems[:20])
         lines.append(f"problems: {len(self.problems)}" + problems)
         return '\n'.join(lines)
@@ -297,7 +311,8 @@ def describe(dls:DataLoaders, # from one of the `from_*` functions
     with ThreadPoolExecutor(io_threads()) as ex: hs = list(ex.map(_header, paths))
     sizes = pd.DataFrame([h[:2] for h in hs if h[0]], columns=['width', 'height'])
     suspects = rare_formats([Path(p) for p in paths], [h[2] for h in hs])
-    problems = list(dls.problems) + [dict(path=str(p), problem=f"{why}: check it with verify_folder") for p, why in suspects]
+    problems = list(dls.problems) + [dict(path=str(p), problem=f"{why}: check it with verify_folder") for p,
+                                     why in suspects]
     formats, modes = collections.Counter(h[2] for h in hs if h[2]), collections.Counter(h[3] for h in hs if h[3])
     return DataSummary(counts, sizes, formats, modes, problems, dls.imgclf)
 
@@ -315,7 +330,9 @@ def plot_class_counts(dls:DataLoaders, # from one of the `from_*` functions
         bars = ax.bar(np.arange(len(counts)) + (i - (n-1)/2)*w, counts[s].values, w, label=s)
         ax.bar_label(bars, fontsize=7, padding=1)
     ax.set_xticks(np.arange(len(counts)), counts.index, rotation=0 if len(counts) < 8 else 45)
-    ax.set_ylabel('images'); ax.legend(fontsize=8, frameon=False, loc='upper left', bbox_to_anchor=(1, 1)); ax.margins(y=0.15)
+    ax.set_ylabel('images')
+    ax.legend(fontsize=8, frameon=False, loc='upper left', bbox_to_anchor=(1, 1))
+    ax.margins(y=0.15)
     for side in ('top', 'right'): ax.spines[side].set_visible(False)
     return ax
 

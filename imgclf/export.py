@@ -52,11 +52,15 @@ def _item_facts(dls, res):
     "The item transforms of validation: imgclf's square crop, or fastai's `Resize`"
     for t in dls.valid.after_item.fs:
         if _name(t) == 'SquareCrop' and res.get('resize') == 'imgclf': continue
-        if isinstance(t, Resize): res.update(resize='fastai', presize=_sz([t.size[1], t.size[0]]), method=str(t.method), pad_mode=str(t.pad_mode))
+        if isinstance(t, Resize):
+            res.update(resize='fastai', presize=_sz([t.size[1], t.size[0]]), method=str(t.method),
+                       pad_mode=str(t.pad_mode))
         elif _name(t) == 'ToTensor' or getattr(t, 'split_idx', None) == 0: continue
-        else: raise ExportError(f"the item transform {_name(t)} also runs on validation and imgclf cannot reproduce it at inference",
+        else:
+            raise ExportError(f"the item transform {_name(t)} also runs on validation and imgclf cannot reproduce it at inference",
                                 "use imgclf.data's presizing, or fastai's Resize")
-    if 'resize' not in res: raise ExportError("the DataLoaders do not resize images, so the model's input size is unknown",
+    if 'resize' not in res:
+        raise ExportError("the DataLoaders do not resize images, so the model's input size is unknown",
                                               "build them with imgclf.data, or pass item_tfms=Resize(...)")
 
 # %% ../nbs/14_export.ipynb #c6c262a0
@@ -67,13 +71,15 @@ def _batch_facts(dls, res):
     floats = False # has IntToFloatTensor run yet?
     for t in dls.valid.after_batch.fs:
         if isinstance(t, Normalize): res.update(mean=t.mean.flatten().tolist(), std=t.std.flatten().tolist())
-        elif _name(t) == 'BatchResize': res.update(size=getattr(t, 'size', d.get('size')), batch_resize=dict(kind='imgclf', on_uint8=not floats))
+        elif _name(t) == 'BatchResize':
+            res.update(size=getattr(t, 'size', d.get('size')), batch_resize=dict(kind='imgclf', on_uint8=not floats))
         elif isinstance(t, AffineCoordTfm) and t.size is not None:
             res.update(size=_sz(t.cp_size), batch_resize=dict(kind='grid_sample', mode=t.mode, pad_mode=str(t.pad_mode),
                                                                  align_corners=t.align_corners, on_uint8=not floats))
         elif _name(t) == 'IntToFloatTensor': floats = True
         elif getattr(t, 'split_idx', None) == 0 or isinstance(t, AffineCoordTfm): continue
-        else: raise ExportError(f"the batch transform {_name(t)} also runs on validation and imgclf cannot reproduce it at inference",
+        else:
+            raise ExportError(f"the batch transform {_name(t)} also runs on validation and imgclf cannot reproduce it at inference",
                                 "use imgclf.data, or batch_tfms made of aug_transforms(...) and Normalize")
 
 # %% ../nbs/14_export.ipynb #d085bb3d
@@ -81,7 +87,8 @@ def preprocessing(dls, # the `DataLoaders` the model was trained on
                  )->dict:
     "How validation turns an image into the model's input, as a JSON-ready dict"
     res = _loader_facts(dls)
-    _item_facts(dls, res); _batch_facts(dls, res)
+    _item_facts(dls, res)
+    _batch_facts(dls, res)
     return res
 
 # %% ../nbs/14_export.ipynb #ae26b15a
@@ -91,7 +98,8 @@ def _plain(o):
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, np.generic): return o.item()
     if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if hasattr(o, '_asdict') or hasattr(o, 'as_dict'): return _plain(o._asdict() if hasattr(o, '_asdict') else o.as_dict())
+    if hasattr(o, '_asdict') or hasattr(o, 'as_dict'):
+        return _plain(o._asdict() if hasattr(o, '_asdict') else o.as_dict())
     if isinstance(o, (list, tuple)): return [_plain(x) for x in o]
     if dataclasses.is_dataclass(o) and not isinstance(o, type): return _plain(dataclasses.asdict(o))
     if isinstance(o, slice): return {'slice': [_plain(o.start), _plain(o.stop)]}
@@ -112,11 +120,15 @@ def _config(learn, path, name, metrics, lr_find):
     n_out = int(info.get('n_out') or len(vocab))
     if n_out != len(vocab): raise ExportError(f"the model has {n_out} outputs but the vocab has {len(vocab)} classes",
                                               "export the learner together with the DataLoaders it was trained on")
-    man = run_manifest(seed=info.get('seed', data.get('seed', (data.get('source') or {}).get('seed'))), device=next(learn.model.parameters()).device,
-                       metrics={**_metrics(learn), **(metrics or {})}, lr_find=lr_find if lr_find is not None else info.get('lr_find'),
-                       split_hashes=data.get('split_hashes'), data={k: v for k, v in data.items() if k != 'split_hashes'},
+    man = run_manifest(seed=info.get('seed', data.get('seed', (data.get('source') or {}).get('seed'))),
+                       device=next(learn.model.parameters()).device,
+                       metrics={**_metrics(learn), **(metrics or {})},
+                       lr_find=lr_find if lr_find is not None else info.get('lr_find'),
+                       split_hashes=data.get('split_hashes'),
+                       data={k: v for k, v in data.items() if k != 'split_hashes'},
                        training={k: v for k, v in info.items() if k != 'lr_find'})
-    return _plain(dict(format=FORMAT, format_version=FORMAT_VERSION, name=name or Path(path).absolute().name, arch=info['arch'],
+    return _plain(dict(format=FORMAT, format_version=FORMAT_VERSION, name=name or Path(path).absolute().name,
+                       arch=info['arch'],
                        n_out=n_out, head=info.get('head') or {}, vocab=vocab, preprocessing=preprocessing(dls),
                        versions=man.pop('versions'), manifest=man))
 
@@ -130,10 +142,12 @@ def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.
                 )->Path:
     "Write `learn`'s weights (safetensors) and `imgclf.json` (arch, vocab, preprocessing, versions, run manifest) to `path`"
     path, info = Path(path), getattr(learn, 'imgclf', None) or {}
-    if not info.get('arch'): raise ExportError("the Learner does not say which architecture it is (no learn.imgclf['arch'])",
+    if not info.get('arch'):
+        raise ExportError("the Learner does not say which architecture it is (no learn.imgclf['arch'])",
                                               "build it with imgclf.learner.build_learner, or set learn.imgclf = {'arch': 'resnet34'}")
     if not overwrite and ((path/CONFIG).exists() or (path/WEIGHTS).exists()):
-        raise ExportError(f"{path} already holds a model", "pass overwrite=True to replace it, or choose another folder")
+        raise ExportError(f"{path} already holds a model",
+                          "pass overwrite=True to replace it, or choose another folder")
     cfg = _config(learn, path, name, metrics, lr_find)
     sd = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in learn.model.state_dict().items()}
     with atomic_path(path/WEIGHTS) as tmp: safetensors.torch.save_file(sd, str(tmp), metadata={'format': FORMAT})
@@ -142,7 +156,8 @@ def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.
     return path
 
 # %% ../nbs/14_export.ipynb #7b206920
-def _bad(path, problem, fix="re-export the model with imgclf.export.export_model"): return ExportError(f"{path}: {problem}", fix)
+def _bad(path, problem, fix="re-export the model with imgclf.export.export_model"):
+    return ExportError(f"{path}: {problem}", fix)
 
 def _major(v):
     try: return int(str(v).split('.')[0])
@@ -152,20 +167,29 @@ def _major(v):
 def load_config(path:str|Path, # a model directory written by `export_model`
                )->dict:
     "Read and check `path/imgclf.json`: format, versions and the keys `load_classifier` needs"
-    path = Path(path); f = path/CONFIG
-    if not path.is_dir(): raise ExportError(f"{path} is not a folder", "pass the model directory written by export_model")
-    if not f.exists(): raise _bad(path, f"no {CONFIG}: this is not an imgclf model directory", "pass the folder written by export_model (fastai .pkl files: load_fastai)")
+    path = Path(path)
+    f = path/CONFIG
+    if not path.is_dir():
+        raise ExportError(f"{path} is not a folder", "pass the model directory written by export_model")
+    if not f.exists():
+        raise _bad(path, f"no {CONFIG}: this is not an imgclf model directory",
+                   "pass the folder written by export_model (fastai .pkl files: load_fastai)")
     try: cfg = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError) as e: raise _bad(path, f"{CONFIG} is not valid JSON ({e}): the file is corrupt") from None
-    if not isinstance(cfg, dict) or cfg.get('format') != FORMAT: raise _bad(path, f"{CONFIG} is not an imgclf model manifest")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _bad(path, f"{CONFIG} is not valid JSON ({e}): the file is corrupt") from None
+    if not isinstance(cfg, dict) or cfg.get('format') != FORMAT:
+        raise _bad(path, f"{CONFIG} is not an imgclf model manifest")
     fv, made = cfg.get('format_version'), (cfg.get('versions') or {}).get('imgclf')
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
-        raise _bad(path, f"model format version {fv!r} is newer than the {FORMAT_VERSION} this imgclf {imgclf.__version__} reads", "upgrade imgclf (pip install -U imgclf)")
+        raise _bad(path,
+                   f"model format version {fv!r} is newer than the {FORMAT_VERSION} this imgclf {imgclf.__version__} reads", "upgrade imgclf (pip install -U imgclf)")
     if _major(made) != _major(imgclf.__version__):
-        raise _bad(path, f"written by imgclf {made}, incompatible with this imgclf {imgclf.__version__} (another major version)", f"install imgclf {made}, or re-export the model")
+        raise _bad(path,
+                   f"written by imgclf {made}, incompatible with this imgclf {imgclf.__version__} (another major version)", f"install imgclf {made}, or re-export the model")
     missing = [k for k in ('arch', 'n_out', 'vocab', 'preprocessing', 'weights') if k not in cfg]
     if missing: raise _bad(path, f"{CONFIG} lacks {missing}")
-    if len(cfg['vocab']) != cfg['n_out']: raise _bad(path, f"{CONFIG} lists {len(cfg['vocab'])} classes for {cfg['n_out']} outputs")
+    if len(cfg['vocab']) != cfg['n_out']:
+        raise _bad(path, f"{CONFIG} lists {len(cfg['vocab'])} classes for {cfg['n_out']} outputs")
     return cfg
 
 # %% ../nbs/14_export.ipynb #c20152f9
@@ -179,15 +203,19 @@ def _read_weights(path, cfg):
 
 def _build(path, cfg):
     try: return model_for(cfg['arch'], cfg['n_out'], pretrained=False, **cfg.get('head', {}))
-    except ImgclfError as e: raise _bad(path, f"cannot rebuild arch {cfg['arch']!r}: {e.problem}", "use an imgclf version that knows this arch") from None
-    except TypeError as e: raise _bad(path, f"cannot rebuild arch {cfg['arch']!r} with head {cfg.get('head')} ({e})") from None
+    except ImgclfError as e:
+        raise _bad(path, f"cannot rebuild arch {cfg['arch']!r}: {e.problem}",
+                   "use an imgclf version that knows this arch") from None
+    except TypeError as e:
+        raise _bad(path, f"cannot rebuild arch {cfg['arch']!r} with head {cfg.get('head')} ({e})") from None
 
 def _check_tensors(path, model, sd):
     want = model.state_dict()
     missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
     shapes = [k for k in want if k in sd and want[k].shape != sd[k].shape]
     if missing or extra or shapes:
-        raise _bad(path, f"the weights do not fit a {model.__class__.__name__} of this arch: missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {shapes[:3]}")
+        raise _bad(path,
+                   f"the weights do not fit a {model.__class__.__name__} of this arch: missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {shapes[:3]}")
 
 # %% ../nbs/14_export.ipynb #3551c8a8
 def load_classifier(path:str|Path, # a model directory written by `export_model`
@@ -195,7 +223,8 @@ def load_classifier(path:str|Path, # a model directory written by `export_model`
                **kwargs, # passed to `Classifier` (e.g. `max_pixels`)
               ):
     "Rebuild the model in `path` from `imgclf.json` and `weights.safetensors`, unpickling nothing: a `Classifier`"
-    path = Path(path); cfg = load_config(path)
+    path = Path(path)
+    cfg = load_config(path)
     sd = _read_weights(path, cfg)
     model = _build(path, cfg)
     _check_tensors(path, model, sd)
@@ -224,10 +253,13 @@ class Classifier:
                  config:dict|None=None, # the model's `imgclf.json`, when it came from one
                 ):
         self.device, self.vocab, self.prep, self.config = pick_device(device), [str(o) for o in vocab], dict(preprocessing), config or {}
-        self.model, self.name, p = model.eval().to(self.device), self.config.get('name', type(model).__name__), self.prep
-        self.size, self.presize = _pair(p['size']), p['presize'] if isinstance(p['presize'], int) else tuple(p['presize'])
+        self.model, self.name, p = model.eval().to(self.device), self.config.get('name',
+                                                                                 type(model).__name__), self.prep
+        self.size, self.presize = _pair(p['size']), p['presize'] if isinstance(p['presize'],
+                                                                               int) else tuple(p['presize'])
         self._resize = None if p['resize'] == 'imgclf' else Resize(self.presize, p['method'], p['pad_mode'])
-        self.mean, self.std = [torch.tensor(p[k], dtype=torch.float32).view(1, -1, 1, 1).to(self.device) for k in ('mean', 'std')]
+        self.mean, self.std = [torch.tensor(p[k], dtype=torch.float32).view(1, -1, 1,
+                                                                            1).to(self.device) for k in ('mean', 'std')]
         self.max_pixels = max_pixels
 
     def __repr__(self):
@@ -244,7 +276,8 @@ def to_tensor(self:Classifier, img): # a path, image bytes, a PIL image or a uin
         if self._resize is None:  # imgclf's presize and centre square, as `imgclf.images.square_image` makes them
             a = square_image(src, self.presize, self.prep['method'], self.prep['pad_mode'], max_pixels)
             return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
-        im = open_like_fastai(src, self.max_pixels, name) if self.prep['decode'] == 'fastai' else open_image(src, max_pixels=max_pixels)
+        im = open_like_fastai(src, self.max_pixels, name) if self.prep['decode'] == 'fastai' else open_image(src,
+                                                                                                             max_pixels=max_pixels)
         return torch.from_numpy(np.array(self._resize(im, split_idx=1))).permute(2, 0, 1)
 
 # %% ../nbs/14_export.ipynb #50874733
@@ -275,7 +308,8 @@ class Prediction:
     top:list # the `k` most likely classes as (label, probability), best first
     def to_dict(self):
         "The prediction as JSON-ready data (without `probs`)"
-        return dict(label=self.label, probability=self.probability, top=[dict(label=l, probability=p) for l, p in self.top])
+        return dict(label=self.label, probability=self.probability,
+                    top=[dict(label=l, probability=p) for l, p in self.top])
 
 @patch
 def _prediction(self:Classifier, probs, k):
@@ -296,14 +330,17 @@ def predict(self:Classifier, img, # a path, image bytes, a PIL image or a uint8 
 def _check_same(self:Classifier, learn, items, atol=1e-5):
     "The largest difference between `learn.predict` and `predict` over `items` (raises if over `atol`)"
     with learn.no_bar(): diffs = [(learn.predict(o)[2].cpu() - self.predict(o).probs).abs().max().item() for o in items]
-    if max(diffs) > atol: raise AssertionError(f"predictions differ from learn.predict by up to {max(diffs):.2g} (over {atol})")
+    if max(diffs) > atol:
+        raise AssertionError(f"predictions differ from learn.predict by up to {max(diffs):.2g} (over {atol})")
     return max(diffs)
 
 # %% ../nbs/14_export.ipynb #dde36de9
 @patch
 def _tensors(self:Classifier, items, num_workers, ahead):
     "`to_tensor` of each item, in order, decoded by `num_workers` threads at most `ahead` images in advance"
-    if not num_workers: yield from map(self.to_tensor, items); return
+    if not num_workers:
+        yield from map(self.to_tensor, items)
+        return
     with concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix='imgclf-decode') as ex:
         it = iter(items)
         futs = collections.deque(ex.submit(self.to_tensor, o) for o in itertools.islice(it, ahead))
@@ -323,7 +360,9 @@ def get_probs(self:Classifier, items, # paths, image bytes, PIL images or uint8 
     out, xs = [], []
     for x in self._tensors(items, nw, 2*bs):
         xs.append(x)
-        if len(xs) == bs: out.append(self.batch_probs(torch.stack(xs))); xs = []
+        if len(xs) == bs:
+            out.append(self.batch_probs(torch.stack(xs)))
+            xs = []
     if xs: out.append(self.batch_probs(torch.stack(xs)))
     return torch.cat(out) if out else torch.zeros(0, len(self.vocab))
 
@@ -367,7 +406,8 @@ def _expand(images):
         elif p.is_file(): files.append(p)
         else: raise DataError(f"{p} does not exist", "pass image files or folders of images")
     if not files:
-        raise DataError(f"no images found in {', '.join(map(str, images))}", "pass image files (jpg, png, ...) or folders that hold some")
+        raise DataError(f"no images found in {', '.join(map(str, images))}",
+                        "pass image files (jpg, png, ...) or folders that hold some")
     return files
 
 def _predict_one(clf, f, k):
@@ -413,7 +453,8 @@ def export_fastai(learn, # a fastai `Learner`
         if 'RLock' not in str(e): raise
         raise ExportError(f"fastai's learn.export failed ({e}): plum-dispatch 2.10.1 cannot pickle fastai's transforms (beartype/plum#322)",
                           "pip install 'plum-dispatch<2.10', or use export_model, which needs no pickle") from None
-    finally: learn.dls, learn.opt = dls, learn.opt or opt  # fastai leaves an emptied Learner behind when its export fails
+    finally:
+        learn.dls, learn.opt = dls, learn.opt or opt  # fastai leaves an emptied Learner behind when its export fails
     return fname
 
 def load_fastai(fname:str|Path, # a `.pkl` file written by `learn.export` or `export_fastai`
@@ -431,7 +472,8 @@ class _OnnxModel(nn.Module):
     def __init__(self, clf):
         super().__init__()
         self.model = clf.model
-        self.register_buffer('mean', clf.mean.cpu()); self.register_buffer('std', clf.std.cpu())
+        self.register_buffer('mean', clf.mean.cpu())
+        self.register_buffer('std', clf.std.cpu())
     def forward(self, x): return F.softmax(self.model((x - self.mean)/self.std), dim=-1)
 
 # %% ../nbs/14_export.ipynb #ac573322
@@ -440,7 +482,8 @@ def export_onnx(self:Classifier, fname:str|Path, # the `.onnx` file to write
                 opset:int|None=None, # the ONNX opset (default: torch's choice)
                )->Path:
     "Write the network, with normalisation and softmax, as an ONNX graph taking `prepare`'s output"
-    if importlib.util.find_spec('onnx') is None: raise ConfigError("ONNX export needs the onnx package", "pip install onnx onnxscript")
+    if importlib.util.find_spec('onnx') is None:
+        raise ConfigError("ONNX export needs the onnx package", "pip install onnx onnxscript")
     m, x = _OnnxModel(self).cpu().eval(), torch.rand(1, 3, *self.size)
     with atomic_path(Path(fname)) as tmp, warnings.catch_warnings():
         warnings.simplefilter('ignore')

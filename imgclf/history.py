@@ -64,7 +64,8 @@ def track_history(learn:Learner, # the learner to follow
 def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits:
-        raise ConfigError("no training history on this learner", "call track_history(learn) before fitting (imgclf's learners have it)")
+        raise ConfigError("no training history on this learner",
+                          "call track_history(learn) before fitting (imgclf's learners have it)")
     return h.fits
 
 def _fit_stage(f):

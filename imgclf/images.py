@@ -112,7 +112,8 @@ def square_image(src, # a path, image bytes, a PIL image or an (H, W[, C]) uint8
 # %% ../nbs/01_images.ipynb #133a7839
 def _from_array(a):
     if a.dtype != np.uint8:
-        raise DataError(f"the image array has dtype {a.dtype}", "pass uint8 pixels in 0..255, e.g. (a*255).astype(np.uint8)")
+        raise DataError(f"the image array has dtype {a.dtype}",
+                        "pass uint8 pixels in 0..255, e.g. (a*255).astype(np.uint8)")
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
         raise DataError(f"the image array has shape {a.shape}",

@@ -44,10 +44,13 @@ class Interpreter:
         self._cm = None
 
     def __len__(self): return len(self.targets)
-    def __repr__(self): return f"Interpreter({len(self)} {self.split} predictions, {len(self.vocab)} classes, accuracy {self.accuracy:.4f})"
+    def __repr__(self):
+        return f"Interpreter({len(self)} {self.split} predictions, {len(self.vocab)} classes, accuracy {self.accuracy:.4f})"
 
     @property
-    def accuracy(self)->float: "Fraction of correct predictions"; return (self.preds == self.targets).float().mean().item()
+    def accuracy(self)->float:
+        "Fraction of correct predictions"
+        return (self.preds == self.targets).float().mean().item()
 
 # %% ../nbs/09_interpret.ipynb #3a4374b4
 def _plain(t): return torch.as_tensor(t).detach().cpu().as_subclass(torch.Tensor)
@@ -58,9 +61,11 @@ def _check_preds(probs, targets, vocab):
         raise DataError(f"expected probs (N, C) and targets (N,), got {tuple(probs.shape)} and {tuple(targets.shape)}",
                         "pass one row of class probabilities and one class index per item (single-label classification)")
     if probs.shape[1] != len(vocab):
-        raise DataError(f"probs have {probs.shape[1]} columns but vocab has {len(vocab)} classes", "pass the vocab the model was trained with")
+        raise DataError(f"probs have {probs.shape[1]} columns but vocab has {len(vocab)} classes",
+                        "pass the vocab the model was trained with")
     if len(targets) and (targets.min() < 0 or targets.max() >= len(vocab)):
-        raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes", "pass class indices 0..C-1")
+        raise DataError(f"targets range {targets.min()}..{targets.max()} outside the {len(vocab)} classes",
+                        "pass class indices 0..C-1")
 
 # %% ../nbs/09_interpret.ipynb #3ca2b451
 _SPLITS = {0: 'train', 1: 'valid', 2: 'test'}
@@ -95,7 +100,8 @@ def from_learner(cls:Interpreter,
                 )->Interpreter:
     "Predict `dl` (or `learn.dls[ds_idx]`) once and cache everything interpretation needs"
     if dl is None and ds_idx >= len(learn.dls.loaders):
-        raise ConfigError(f"ds_idx={ds_idx} but the learner has {len(learn.dls.loaders)} loaders", "use ds_idx=1 (valid), or pass dl=")
+        raise ConfigError(f"ds_idx={ds_idx} but the learner has {len(learn.dls.loaders)} loaders",
+                          "use ds_idx=1 (valid), or pass dl=")
     split = split or _split_name(learn, dl, ds_idx)
     dl = (dl if dl is not None else learn.dls[ds_idx]).new(shuffle=False, drop_last=False)
     with learn.no_bar():
@@ -105,7 +111,9 @@ def from_learner(cls:Interpreter,
 
 def _vocab(dl, learn):
     v = getattr(dl, 'vocab', None) or getattr(learn.dls, 'vocab', None)
-    if v is None: raise DataError("the loader has no vocab", "interpretation needs a single-label classification loader (CategoryBlock)")
+    if v is None:
+        raise DataError("the loader has no vocab",
+                        "interpretation needs a single-label classification loader (CategoryBlock)")
     return list(v[-1] if isinstance(v[0], (list, tuple)) or hasattr(v[0], 'o2i') else v)
 
 # %% ../nbs/09_interpret.ipynb #841a35f0
@@ -121,7 +129,8 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
     if n_tta < 1: raise ConfigError(f"n_tta={n_tta}", "pass n_tta >= 1 augmented passes")
     plain, targets = learn.get_preds(dl=dl)
     probs = torch.lerp(_tta_probs(learn, dl, n_tta), plain, beta)
-    with learn.loss_not_reduced(): losses = learn.loss_func(probs.clamp_min(1e-12).log(), targets) # log_softmax(log p) == log p
+    with learn.loss_not_reduced():
+        losses = learn.loss_func(probs.clamp_min(1e-12).log(), targets) # log_softmax(log p) == log p
     return cls(probs, targets, _vocab(dl, learn), losses, _item_paths(dl), split, learn, dl, probs_no_tta=plain)
 
 # %% ../nbs/09_interpret.ipynb #605f2fb1
@@ -129,14 +138,16 @@ def _from_tta(cls:Interpreter, learn, dl, n_tta, beta, split):
 def image(self:Interpreter, i:int, # index of the item
          )->Image.Image:
     "The image of item `i`, opened from its file now"
-    if self.items is None: raise DataError("this Interpreter has no file paths", "build it with Interpreter.from_learner, or pass items=")
+    if self.items is None:
+        raise DataError("this Interpreter has no file paths", "build it with Interpreter.from_learner, or pass items=")
     return Image.open(self.items[i]).convert('RGB')
 
 @patch
 def inputs(self:Interpreter, idxs:list, # indices of the items
           )->torch.Tensor:
     "The model-ready batch of items `idxs`, made by the loader's transforms now (nothing is cached)"
-    if self.dl is None: raise DataError("this Interpreter has no loader to make model inputs", "build it with Interpreter.from_learner")
+    if self.dl is None:
+        raise DataError("this Interpreter has no loader to make model inputs", "build it with Interpreter.from_learner")
     dl = self.dl
     b = dl.do_batch([dl.do_item(int(i)) for i in idxs])
     if getattr(dl, 'device', None) is not None: b = to_device(b, dl.device)
@@ -155,13 +166,15 @@ def confusion_matrix(self:Interpreter)->np.ndarray:
 def most_confused(self:Interpreter, min_val:int=1, # smallest count to list
                  )->list:
     "Off-diagonal `(actual, predicted, count)` of the confusion matrix with count >= `min_val`, largest first"
-    cm = self.confusion_matrix(); np.fill_diagonal(cm, 0)
+    cm = self.confusion_matrix()
+    np.fill_diagonal(cm, 0)
     res = [(self.vocab[i], self.vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=lambda o: -o[2])
 
 # %% ../nbs/09_interpret.ipynb #80cde3d3
 def _confused_classes(cm, k):
-    off = cm.copy(); np.fill_diagonal(off, 0)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
 
 def _cm_layout(n, figsize, width=4):
@@ -203,14 +216,18 @@ def plot_confusion_matrix(self:Interpreter,
 def _cm_labels(ax, names, fs):
     cell_pt = 72 * ax.figure.get_size_inches().min() * 0.75 / len(names)
     ticks = np.arange(0, len(names), math.ceil(fs * 1.2 / cell_pt)) # every k-th name when they would overlap
-    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=fs); ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=fs)
-    ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); ax.grid(False)
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=fs)
+    ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=fs)
+    ax.set_xlabel('Predicted')
+    ax.set_ylabel('Actual')
+    ax.grid(False)
 
 def _cm_text(ax, cm, normalize, norm_dec, fs):
     thresh = cm.max() / 2.
     for i, j in itertools.product(range(cm.shape[0]), range(cm.shape[1])):
         if cm[i, j] == 0 and len(cm) > 5: continue # empty cells stay empty: the mistakes stand out
-        ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center', va='center',
+        ax.text(j, i, f'{cm[i, j]:.{norm_dec}f}' if normalize and cm[i, j] else f'{cm[i, j]:g}', ha='center',
+                va='center',
                 fontsize=fs, color='white' if cm[i, j] > thresh else 'black')
 
 # %% ../nbs/09_interpret.ipynb #0bcf4ff1
@@ -219,7 +236,8 @@ def _report(cm, vocab):
     prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     rec = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1 = np.divide(2*prec*rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
-    df = pd.DataFrame({'precision': prec, 'recall': rec, 'f1-score': f1, 'support': support}, index=[str(v) for v in vocab])
+    df = pd.DataFrame({'precision': prec, 'recall': rec, 'f1-score': f1, 'support': support},
+                      index=[str(v) for v in vocab])
     w = support / max(support.sum(), 1)
     df.loc['accuracy'] = [np.nan, np.nan, tp.sum() / max(support.sum(), 1), support.sum()]
     df.loc['macro avg'] = [prec.mean(), rec.mean(), f1.mean(), support.sum()]
@@ -248,7 +266,8 @@ def top_losses(self:Interpreter, k:int|None=None, # how many (default: all)
 
 def _denorm(dl, x):
     "Batch `x` back to (N, H, W, 3) floats in [0, 1] for display"
-    norm = next((f for f in getattr(getattr(dl, 'after_batch', None), 'fs', []) if type(f).__name__ == 'Normalize'), None)
+    norm = next((f for f in getattr(getattr(dl, 'after_batch', None), 'fs', []) if type(f).__name__ == 'Normalize'),
+                None)
     if norm is not None: x = x*norm.std.to(x.device) + norm.mean.to(x.device)
     return x.float().clamp(0, 1).permute(0, 2, 3, 1).detach().cpu().numpy()
 
@@ -265,22 +284,27 @@ def plot_top_losses(self:Interpreter,
     "Grid of the `k` images with the largest losses: actual/predicted, loss / probability"
     losses, idxs = self.top_losses(k, largest)
     imgs, cams = self._display_images(idxs, gradcam)
-    ncols = ncols or min(len(idxs), 4); nrows = math.ceil(len(idxs) / ncols)
+    ncols = ncols or min(len(idxs), 4)
+    nrows = math.ceil(len(idxs) / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.3*ncols, 2.5*nrows), squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for n, (ax, i, loss) in enumerate(zip(axs.flat, idxs.tolist(), losses.tolist())):
         ax.imshow(imgs[n])
-        if cams is not None: ax.imshow(cams[n], cmap='jet', alpha=alpha, extent=(-.5, imgs[n].shape[1]-.5, imgs[n].shape[0]-.5, -.5))
+        if cams is not None:
+            ax.imshow(cams[n], cmap='jet', alpha=alpha, extent=(-.5, imgs[n].shape[1]-.5, imgs[n].shape[0]-.5, -.5))
         a, p = self.vocab[int(self.targets[i])], self.vocab[int(self.preds[i])]
         ax.set_title(f'{a}/{p}\n{loss:.2f} / {float(self.probs[i, self.preds[i]]):.2f}', fontsize=9)
-    fig.suptitle('actual/predicted   loss / probability', fontsize=10); fig.tight_layout()
+    fig.suptitle('actual/predicted   loss / probability', fontsize=10)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/09_interpret.ipynb #42b5eb7b
 @patch
 def _display_images(self:Interpreter, idxs, gradcam=False):
     if self.dl is None:
-        if gradcam: raise ConfigError("Grad-CAM needs the learner and loader", "build the Interpreter with Interpreter.from_learner")
+        if gradcam:
+            raise ConfigError("Grad-CAM needs the learner and loader",
+                              "build the Interpreter with Interpreter.from_learner")
         return [np.asarray(self.image(i)) for i in idxs.tolist()], None
     x = self.inputs(idxs)
     cams = gradcam_batch(self.learn.model, x, self.preds[idxs]).cpu().numpy() if gradcam else None
@@ -290,7 +314,9 @@ def _display_images(self:Interpreter, idxs, gradcam=False):
 def _default_layer(model):
     if isinstance(model, nn.Sequential) and len(model) == 2: return model[0]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convs: raise ConfigError("the model has no Conv2d layer for Grad-CAM", "pass layer=, a module whose output is a feature map (N, C, h, w)")
+    if not convs:
+        raise ConfigError("the model has no Conv2d layer for Grad-CAM",
+                          "pass layer=, a module whose output is a feature map (N, C, h, w)")
     return convs[-1]
 
 # %% ../nbs/09_interpret.ipynb #5cc1aaad
@@ -309,7 +335,9 @@ def gradcam_batch(model:nn.Module, # the classifier
             out = model(x)
             t = out.argmax(1) if targets is None else torch.as_tensor(targets, device=out.device).long()
             grads, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), acts[-1])
-    finally: hook.remove(); model.train(training)
+    finally:
+        hook.remove()
+        model.train(training)
     a = acts[-1].detach().float()
     cam = F.relu((grads.float().mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
@@ -329,7 +357,8 @@ def _as_pil(img):
     if isinstance(img, (str, Path)):
         try: return Image.open(img).convert('RGB')
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read image {img}: {e}", "pass a readable image file, a PIL image or an array") from None
+            raise DataError(f"cannot read image {img}: {e}",
+                            "pass a readable image file, a PIL image or an array") from None
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img if img.dtype == np.uint8 else (np.clip(img, 0, 1)*255).astype(np.uint8))
     if isinstance(img, Image.Image): return img.convert('RGB')
@@ -384,7 +413,9 @@ def plot_gradcam(learn:Learner, # a trained classifier
     "The image with its Grad-CAM heatmap overlaid"
     cam, shown = _gradcam(learn, img, target, layer)
     fig, ax = plt.subplots(figsize=figsize)
-    ax.imshow(shown); ax.imshow(cam, cmap='jet', alpha=alpha); ax.axis('off')
+    ax.imshow(shown)
+    ax.imshow(cam, cmap='jet', alpha=alpha)
+    ax.axis('off')
     if target is not None: ax.set_title(str(target), fontsize=9)
     return fig
 
@@ -393,7 +424,9 @@ def plot_gradcam(learn:Learner, # a trained classifier
 def _pos(self:Interpreter, pos):
     names = [str(v) for v in self.vocab]
     if pos is None:
-        if len(names) != 2: raise ConfigError(f"ROC and PR need a positive class: there are {len(names)} classes", f"pass pos= one of {names[:10]}")
+        if len(names) != 2:
+            raise ConfigError(f"ROC and PR need a positive class: there are {len(names)} classes",
+                              f"pass pos= one of {names[:10]}")
         return 1
     if isinstance(pos, str):
         if pos not in names: raise ConfigError(f"unknown positive class {pos!r}", f"use one of {names[:10]}")
@@ -405,13 +438,16 @@ def _pos(self:Interpreter, pos):
 def _scores(self:Interpreter, pos):
     p = self._pos(pos)
     y, s = (self.targets == p).numpy(), self.probs[:, p].double().numpy()
-    if y.all() or not y.any(): raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items", "ROC needs both classes in the split")
+    if y.all() or not y.any():
+        raise DataError(f"the {self.split} split has {'only' if y.all() else 'no'} {self.vocab[p]!r} items",
+                        "ROC needs both classes in the split")
     return y, s
 
 # %% ../nbs/09_interpret.ipynb #b84c286f
 def _binary_curve(y, s):
     "Counts of true and false positives at each distinct threshold, highest threshold first"
-    o = np.argsort(-s, kind='mergesort'); y, s = y[o], s[o]
+    o = np.argsort(-s, kind='mergesort')
+    y, s = y[o], s[o]
     last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
     tps = np.cumsum(y)[last]
     return tps, last + 1 - tps, s[last]
@@ -464,7 +500,8 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
                               pos:int|str|None=None, # the positive class
                              )->float:
     "The highest threshold whose sensitivity is at least `sensitivity`"
-    if not 0 < sensitivity <= 1: raise ConfigError(f"sensitivity={sensitivity} is not in (0, 1]", "pass a share such as 0.95")
+    if not 0 < sensitivity <= 1:
+        raise ConfigError(f"sensitivity={sensitivity} is not in (0, 1]", "pass a share such as 0.95")
     tps, _, thr = _binary_curve(*self._scores(pos))
     return float(thr[np.argmax(tps/tps[-1] >= sensitivity - 1e-12)])
 
@@ -478,20 +515,25 @@ def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
     (fpr, tpr, _), (prec, rec, _) = self.roc_curve(pos), self.pr_curve(pos)
     op, name = self.operating_point(threshold, pos), str(self.vocab[self._pos(pos)])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
-    a1.plot(fpr, tpr, label=f'AUC {self.roc_auc(pos):.3f}'); a1.plot([0, 1], [0, 1], ':', color='grey')
-    a1.plot(1-op['specificity'], op['sensitivity'], 'o', color='C3', label=f"t={threshold:.3g}: sens {op['sensitivity']:.2f}, spec {op['specificity']:.2f}")
-    a1.set(xlabel='1 - specificity (false positive rate)', ylabel='sensitivity (recall)', title=f'ROC, positive = {name}')
+    a1.plot(fpr, tpr, label=f'AUC {self.roc_auc(pos):.3f}')
+    a1.plot([0, 1], [0, 1], ':', color='grey')
+    a1.plot(1-op['specificity'], op['sensitivity'], 'o', color='C3',
+            label=f"t={threshold:.3g}: sens {op['sensitivity']:.2f}, spec {op['specificity']:.2f}")
+    a1.set(xlabel='1 - specificity (false positive rate)', ylabel='sensitivity (recall)',
+           title=f'ROC, positive = {name}')
     a2.plot(rec, prec, label=f'AP {self.average_precision(pos):.3f}')
     a2.plot(op['sensitivity'], op['ppv'], 'o', color='C3', label=f"t={threshold:.3g}: precision {op['ppv']:.2f}")
     a2.set(xlabel='recall (sensitivity)', ylabel='precision', title='Precision-recall', ylim=(0, 1.02))
     for a in (a1, a2): a.legend(loc='lower left' if a is a2 else 'lower right', fontsize=8)
-    fig.tight_layout(); return fig
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09_interpret.ipynb #d93907ec
 @patch
 def tta_report(self:Interpreter)->pd.DataFrame:
     "Accuracy, error rate and mean loss without and with test-time augmentation"
-    if self.probs_no_tta is None: raise ConfigError("these predictions were made without TTA", "use Interpreter.from_learner(learn, tta=True)")
+    if self.probs_no_tta is None:
+        raise ConfigError("these predictions were made without TTA", "use Interpreter.from_learner(learn, tta=True)")
     rows = {}
     for name, p in [('without TTA', self.probs_no_tta), ('with TTA', self.probs)]:
         acc = (p.argmax(1) == self.targets).float().mean().item()

@@ -47,7 +47,9 @@ def check_arch(arch:str, # an architecture name, e.g. 'resnet34' or 'timm/convne
 # %% ../nbs/06_learner.ipynb #6e780802
 def _timm():
     try: import timm
-    except ImportError: raise ConfigError("arch 'timm/...' needs the timm package, which is not installed", "pip install timm, or use one of " + str(ARCHS)) from None
+    except ImportError:
+        raise ConfigError("arch 'timm/...' needs the timm package, which is not installed",
+                          "pip install timm, or use one of " + str(ARCHS)) from None
     return timm
 
 # %% ../nbs/06_learner.ipynb #f271c98e
@@ -111,7 +113,8 @@ def _file_in(folder, arch):
     names = [s + ext for s in stems for ext in ('.pth', '.pt', '.safetensors')] + ([url.split('/')[-1]] if url else [])
     for n in names:
         if (folder/n).is_file(): return folder/n
-    raise WeightsError(f"no weights for {arch} in {folder} (looked for {', '.join(names)})", f"put the state_dict there as {names[0]}, or point at the file itself")
+    raise WeightsError(f"no weights for {arch} in {folder} (looked for {', '.join(names)})",
+                       f"put the state_dict there as {names[0]}, or point at the file itself")
 
 # %% ../nbs/06_learner.ipynb #7c1b7d28
 def weights_source(arch:str, # an architecture name
@@ -123,7 +126,8 @@ def weights_source(arch:str, # an architecture name
     if w:
         p = Path(w).expanduser()
         if p.is_dir(): return _file_in(p, arch)
-        if not p.is_file(): raise WeightsError(f"weights file {p} does not exist", "check the path given by weights= or IMGCLF_WEIGHTS")
+        if not p.is_file():
+            raise WeightsError(f"weights file {p} does not exist", "check the path given by weights= or IMGCLF_WEIGHTS")
         return p
     if arch == 'efficientnet_lite0': return _effnet_file()
     if arch in _RESNETS: return _weights_url(arch)
@@ -138,10 +142,14 @@ def _read_state_dict(path):
             from safetensors.torch import load_file
             sd = load_file(str(path))
         else: sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise WeightsError(f"could not read weights from {path}: {e}", "point at a state_dict saved with torch.save(model.state_dict(), path) or safetensors") from e
+    except Exception as e:
+        raise WeightsError(f"could not read weights from {path}: {e}",
+                           "point at a state_dict saved with torch.save(model.state_dict(), path) or safetensors") from e
     for k in ('state_dict', 'model'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
-    if not isinstance(sd, dict): raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state_dict", "save model.state_dict(), not the model")
+    if not isinstance(sd, dict):
+        raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state_dict",
+                           "save model.state_dict(), not the model")
     return {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
 
 # %% ../nbs/06_learner.ipynb #570c2a95
@@ -186,7 +194,9 @@ def load_pretrained_weights(model:nn.Module, # the full classifier of `arch` (as
                            )->nn.Module:
     "Load `arch`'s ImageNet weights into `model`, the same way for every architecture"
     src = weights_source(arch, weights)
-    if src is None: raise WeightsError(f"{arch} has no published pretrained weights", "pass pretrained=False to train it from scratch, or weights= a state_dict you saved")
+    if src is None:
+        raise WeightsError(f"{arch} has no published pretrained weights",
+                           "pass pretrained=False to train it from scratch, or weights= a state_dict you saved")
     sd = _read_state_dict(src) if isinstance(src, Path) else _fetch(arch, src)
     return _load_into(model, sd, arch, src)
 
@@ -224,8 +234,10 @@ def model_for(arch:str='resnet34', # an architecture name (see `ARCHS`)
 def _resnet_split(m): return L(m[0][:6], m[0][6:], m[1:]).map(params)
 def _xresnet_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
 def _effnet_split(m):
-    net = m[0].net; k = len(net._blocks)//2
-    return L(nn.ModuleList([net._conv_stem, net._bn0, net._blocks[:k]]), nn.ModuleList([net._blocks[k:], net._conv_head, net._bn1]), m[1:]).map(params)
+    net = m[0].net
+    k = len(net._blocks)//2
+    return L(nn.ModuleList([net._conv_stem, net._bn0, net._blocks[:k]]),
+             nn.ModuleList([net._blocks[k:], net._conv_head, net._bn1]), m[1:]).map(params)
 
 def model_splitter(arch:str): # an architecture name
     "The function that splits `arch`'s model into parameter groups for freezing and discriminative LRs"
@@ -251,12 +263,16 @@ def default_metrics(vocab:list|int, # the class names (`dls.vocab`), or the numb
     "accuracy and error rate; for two classes also precision, recall, F1 and ROC AUC of the positive class"
     n = vocab if isinstance(vocab, int) else len(vocab)
     if n != 2:
-        if pos_label is not None: raise ConfigError(f"pos_label={pos_label!r} given but there are {n} classes", "pos_label is for two-class problems; drop it")
+        if pos_label is not None:
+            raise ConfigError(f"pos_label={pos_label!r} given but there are {n} classes",
+                              "pos_label is for two-class problems; drop it")
         return [accuracy, error_rate]
     pos = 1 if pos_label is None else pos_label
     if not isinstance(pos, int):
         names = [str(o) for o in vocab] if not isinstance(vocab, int) else []
-        if str(pos) not in names: raise ConfigError(f"pos_label {pos!r} is not a class (classes: {names})", "pass one of the class names or 0/1")
+        if str(pos) not in names:
+            raise ConfigError(f"pos_label {pos!r} is not a class (classes: {names})",
+                              "pass one of the class names or 0/1")
         pos = names.index(str(pos))
     if pos not in (0, 1): raise ConfigError(f"pos_label={pos} but there are two classes", "use 0 or 1")
     return [accuracy, error_rate] + [_pos_metric(o, pos) for o in ('precision', 'recall', 'f1', 'roc_auc')]
@@ -272,16 +288,20 @@ def precision_policy(device:str|torch.device, # the device training runs on
     if precision not in _PRECISIONS: raise ConfigError(f"unknown precision {precision!r}", f"use one of {_PRECISIONS}")
     device = torch.device(device)
     if device.type != 'cuda':
-        if precision in ('fp16', 'bf16'): raise ConfigError(f"precision={precision!r} needs a CUDA GPU but training runs on {device}", "use precision='auto' or 'fp32'")
+        if precision in ('fp16', 'bf16'):
+            raise ConfigError(f"precision={precision!r} needs a CUDA GPU but training runs on {device}",
+                              "use precision='auto' or 'fp32'")
         return 'fp32'
     if bf16_supported is None: bf16_supported = torch.cuda.is_bf16_supported()
-    if precision == 'bf16' and not bf16_supported: raise ConfigError(f"this GPU does not support bf16", "use precision='fp16' or 'auto'")
+    if precision == 'bf16' and not bf16_supported:
+        raise ConfigError(f"this GPU does not support bf16", "use precision='fp16' or 'auto'")
     if precision == 'auto': return 'bf16' if bf16_supported else 'fp16'
     return precision
 
 # %% ../nbs/06_learner.ipynb #0ee257c8
 def _apply_device(learn, device, precision, channels_last):
-    learn.dls.to(device); learn.model.to(device)
+    learn.dls.to(device)
+    learn.model.to(device)
     if device.type == 'cuda':
         for dl in learn.dls.loaders: dl.pin_memory = dl.fake_l.pin_memory = True
     if precision != 'fp32': learn.add_cb(MixedPrecision(amp_mode=precision))
@@ -296,7 +316,8 @@ def _check_norm(dls, model, arch, pretrained, normalize):
     "The (mean, std) the data is normalised with, adding `Normalize` for pretrained weights where there is none"
     if _find_normalize(dls) is None and pretrained and normalize:
         stats = imagenet_stats
-        if arch.startswith('timm/'): stats = (model[0].model.pretrained_cfg['mean'], model[0].model.pretrained_cfg['std'])
+        if arch.startswith('timm/'):
+            stats = (model[0].model.pretrained_cfg['mean'], model[0].model.pretrained_cfg['std'])
         warnings.warn(f"the DataLoaders have no Normalize; added Normalize with the pretrained {arch}'s statistics {stats}")
         dls.add_tfms([Normalize.from_stats(*stats)], 'after_batch')
     mean, std = norm_stats(dls) or ([0., 0., 0.], [1., 1., 1.])
@@ -323,17 +344,22 @@ def build_learner(dls, # fastai `DataLoaders`, e.g. from `imgclf.data`
                  )->Learner:
     "A fastai `Learner` for transfer learning: `arch`'s body (pretrained and frozen) with a new head"
     n_out = get_c(dls)
-    if not n_out: raise ConfigError("cannot tell the number of classes from the DataLoaders", "build them with imgclf.data, or set dls.c")
+    if not n_out:
+        raise ConfigError("cannot tell the number of classes from the DataLoaders",
+                          "build them with imgclf.data, or set dls.c")
     model = model_for(check_arch(arch), n_out, pretrained, weights, **(head or {}))
     stats = _check_norm(dls, model, arch, pretrained, normalize)
-    device = pick_device(device); prec = precision_policy(device, precision)
+    device = pick_device(device)
+    prec = precision_policy(device, precision)
     metrics = default_metrics(getattr(dls, 'vocab', n_out), pos_label) if metrics is None else metrics
     learn = Learner(dls, model, loss_func=loss_func, metrics=metrics, splitter=model_splitter(arch), **kwargs)
     if pretrained: learn.freeze()
     cl = device.type == 'cuda' if channels_last is None else channels_last
     _apply_device(learn, device, prec, cl)
-    learn.imgclf = dict(arch=arch, pretrained=pretrained, n_out=n_out, head=dict(head or {}), mean=stats[0], std=stats[1],
-                        device=str(device), precision=prec, channels_last=cl, vocab=[str(o) for o in getattr(dls, 'vocab', [])])
+    learn.imgclf = dict(arch=arch, pretrained=pretrained, n_out=n_out, head=dict(head or {}), mean=stats[0],
+                        std=stats[1],
+                        device=str(device), precision=prec, channels_last=cl,
+                        vocab=[str(o) for o in getattr(dls, 'vocab', [])])
     return learn
 
 # %% ../nbs/06_learner.ipynb #54729e32
@@ -345,7 +371,8 @@ def snapshot_state(learn:Learner, # the learner to copy the state of
     "An in-memory copy of everything training changes in `learn`"
     st = dict(model={k: v.detach().clone() for k, v in learn.model.state_dict().items()}, training=learn.model.training,
               requires_grad=[p.requires_grad for p in learn.model.parameters()],
-              opt=None if learn.opt is None else (copy.deepcopy(learn.opt.state_dict()), getattr(learn.opt, 'frozen_idx', 0)),
+              opt=None if learn.opt is None else (copy.deepcopy(learn.opt.state_dict()),
+                                                  getattr(learn.opt, 'frozen_idx', 0)),
               recorder={k: copy.copy(getattr(learn.recorder, k)) for k in _REC if hasattr(learn.recorder, k)},
               loop={k: getattr(learn, k) for k in ('epoch', 'n_epoch', 'iter', 'train_iter') if hasattr(learn, k)})
     if rng: st['rng'] = (get_random_states(), [dl.rng.getstate() for dl in learn.dls.loaders])
@@ -374,7 +401,8 @@ def restore_state(learn:Learner, # the learner to put back
 
 # %% ../nbs/06_learner.ipynb #b201523b
 def _check_epochs(epochs):
-    if not isinstance(epochs, int) or epochs < 1: raise ConfigError(f"epochs={epochs!r} is not a positive int", "pass e.g. epochs=4")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs={epochs!r} is not a positive int", "pass e.g. epochs=4")
 
 def _record(learn, step, **kw):
     if not hasattr(learn, 'imgclf'): learn.imgclf = {}
@@ -446,7 +474,8 @@ def save_checkpoint(learn:Learner, # the learner to save
                    )->Path:
     "Save the weights (and optimizer state) of `learn` atomically; returns the file"
     file = _ckpt_file(learn, name)
-    with atomic_path(file) as tmp_file: save_model(tmp_file, learn.model, learn.opt, with_opt=with_opt and learn.opt is not None)
+    with atomic_path(file) as tmp_file:
+        save_model(tmp_file, learn.model, learn.opt, with_opt=with_opt and learn.opt is not None)
     return file
 
 # %% ../nbs/06_learner.ipynb #31a0af7b
@@ -458,11 +487,13 @@ def load_checkpoint(learn:Learner, # the learner to load into (same arch and cla
     file = _ckpt_file(learn, name)
     if not file.is_file():
         found = sorted(p.stem for p in file.parent.glob('*.pth')) if file.parent.is_dir() else []
-        raise ConfigError(f"no checkpoint {file} (checkpoints in {file.parent}: {found or 'none'})", "pass the name given to save_checkpoint")
+        raise ConfigError(f"no checkpoint {file} (checkpoints in {file.parent}: {found or 'none'})",
+                          "pass the name given to save_checkpoint")
     if learn.opt is None: learn.create_opt()
     try: load_model(file, learn.model, learn.opt, with_opt=with_opt, device=learn.dls.device, strict=True)
     except RuntimeError as e:
-        raise WeightsError(f"checkpoint {file} does not fit this learner ({str(e).splitlines()[0]})", "load it into a learner built with the same arch and classes") from None
+        raise WeightsError(f"checkpoint {file} does not fit this learner ({str(e).splitlines()[0]})",
+                           "load it into a learner built with the same arch and classes") from None
     return learn
 
 # %% ../nbs/06_learner.ipynb #5c0e5427
@@ -497,5 +528,6 @@ def fit_best_epochs(learn:Learner, # a learner from `build_learner`
     return best
 
 # %% ../nbs/06_learner.ipynb #748761af
-__getattr__ = deprecated_names(__name__, {'create_body': 'imgclf.learner.body_for', 'create_model': 'imgclf.learner.model_for',
+__getattr__ = deprecated_names(__name__,
+                               {'create_body': 'imgclf.learner.body_for', 'create_model': 'imgclf.learner.model_for',
                                           'TimmBody': 'imgclf.learner.TimmFeatures'})

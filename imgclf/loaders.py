@@ -25,10 +25,13 @@ def oversample_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
                      seed:int=42, # seed of the random repeats
                     )->pd.DataFrame:
     "Repeat training rows of minority classes until every class has as many as the largest"
-    rng = np.random.default_rng(seed); tr = df[df.split == 'train']
-    counts = tr.label.value_counts(); extra = []
+    rng = np.random.default_rng(seed)
+    tr = df[df.split == 'train']
+    counts = tr.label.value_counts()
+    extra = []
     for c, n in counts.items():
-        rows = tr[tr.label == c]; need = counts.max() - n
+        rows = tr[tr.label == c]
+        need = counts.max() - n
         idx = np.concatenate([np.tile(np.arange(n), need//n), rng.choice(n, need % n, replace=False)])
         extra.append(rows.iloc[idx])
     return pd.concat([df, *extra], ignore_index=True)
@@ -139,7 +142,8 @@ def _check_args(method, pad_mode, on_bad_file, size):
     if pad_mode not in PAD_MODES: raise ConfigError(f"unknown pad_mode={pad_mode!r}", f"use one of {list(PAD_MODES)}")
     if on_bad_file not in ('skip', 'raise'):
         raise ConfigError(f"unknown on_bad_file={on_bad_file!r}", "use 'skip' or 'raise'")
-    if not isinstance(size, int) or size < 1: raise ConfigError(f"size={size!r} is not a positive int", "pass e.g. size=224")
+    if not isinstance(size, int) or size < 1:
+        raise ConfigError(f"size={size!r} is not a positive int", "pass e.g. size=224")
 
 # %% ../nbs/04_loaders.ipynb #44a87d0d
 def _check_labels(table, problems):
@@ -148,18 +152,21 @@ def _check_labels(table, problems):
         raise DataError("no training images found",
                         "check the folder/CSV: training images go in train/<class>/<image> or rows with split='train'")
     if not (table.split == 'valid').any():
-        raise DataError("no validation images found", "pass valid_pct=0.2 to carve them from train, or give a validation folder/split")
+        raise DataError("no validation images found",
+                        "pass valid_pct=0.2 to carve them from train, or give a validation folder/split")
     vocab = sorted(tr.label.unique())
     for s in ('valid', 'test'):
         rows = table[(table.split == s) & ~table.label.isin(vocab)]
         if len(rows):
             raise DataError(f"the {s} set has classes with no training images: {sorted(rows.label.unique())} "
-                            f"(e.g. {rows.path.iloc[0]})", f"add training images for them, or remove them from the {s} set")
+                            f"(e.g. {rows.path.iloc[0]})",
+                            f"add training images for them, or remove them from the {s} set")
     conflicts = table.groupby('path').label.nunique()
     if (conflicts > 1).any():
         raise DataError(f"{conflicts[conflicts > 1].index[0]} has more than one label", "give each file one label")
     for c in sorted(set(vocab) - set(table[table.split == 'valid'].label)):
-        problems.append(dict(path=None, problem=f"class {c!r} has no validation images: its accuracy cannot be measured"))
+        problems.append(dict(path=None,
+                             problem=f"class {c!r} has no validation images: its accuracy cannot be measured"))
     return vocab
 
 def _counts(table, vocab):
@@ -218,7 +225,8 @@ def make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` (
         counts['train (oversampled)'] = _counts(table, vocab)['train']
     mean, std = _resolve_stats(normalize, orig[orig.split == 'train'].path.unique().tolist(), presize)
     batch_pipes = _batch_pipes(size, pad_mode, preset, batch_tfms, mean, std)
-    dls = _dataloaders(table, vocab, loader, train_items, valid_items, batch_pipes, root, bs, val_bs, num_workers, device)
+    dls = _dataloaders(table, vocab, loader, train_items, valid_items, batch_pipes, root, bs, val_bs, num_workers,
+                       device)
     custom = [n for n, t in (('item_tfms', item_tfms), ('batch_tfms', batch_tfms)) if t is not None]
     dls.imgclf = dict(size=size, presize=presize, method=method, pad_mode=pad_mode, mean=mean, std=std, preset=preset,
                       source=source or {}, split_hashes=hashes, vocab=list(vocab), custom_tfms=custom)
@@ -227,11 +235,13 @@ def make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` (
 
 # %% ../nbs/04_loaders.ipynb #c4728095
 def _dataloaders(table, vocab, loader, train_items, valid_items, batch_pipes, root, bs, val_bs, num_workers, device):
-    splits = [np.flatnonzero(table.split.values == s).tolist() for s in ('train', 'valid', 'test') if (table.split == s).any()]
+    splits = [np.flatnonzero(table.split.values == s).tolist() for s in ('train', 'valid',
+                                                                         'test') if (table.split == s).any()]
     labels = [_Labeller(dict(zip(table.path, table.label))), Categorize(vocab=vocab, sort=False)]
     dsets = Datasets([Path(p) for p in table.path], [[loader], labels], splits=splits)
     dsets.tls[0].types[0] = (Path, str, bytes, Image.Image, np.ndarray)  # so `dls.test_dl` and `learn.predict` take these
-    if isinstance(loader, ImageLoader): loader.known = set(table.path)  # only these become grey: new files raise an error
+    if isinstance(loader, ImageLoader):
+        loader.known = set(table.path)  # only these become grey: new files raise an error
     train_b, valid_b = batch_pipes
     dl_kwargs = [dict(after_item=train_items, after_batch=train_b)]
     dl_kwargs += [dict(after_item=valid_items, after_batch=valid_b)]*(len(splits)-1)
@@ -252,8 +262,10 @@ def compute_stats(items, # image paths, a folder, or `DataLoaders` (its training
     if isinstance(items, DataLoaders): items = list(dict.fromkeys(map(str, items.train.items)))
     elif isinstance(items, (str, Path)): items = image_files(items)
     items = list(items)
-    if not items: raise DataError("compute_stats got no images", "pass image paths, a folder with images, or DataLoaders")
-    if len(items) > max_n: items = [items[i] for i in np.random.default_rng(seed).choice(len(items), max_n, replace=False)]
+    if not items:
+        raise DataError("compute_stats got no images", "pass image paths, a folder with images, or DataLoaders")
+    if len(items) > max_n:
+        items = [items[i] for i in np.random.default_rng(seed).choice(len(items), max_n, replace=False)]
     def one(p): return presize_image(open_image(p, draft=size), size, 'squish').reshape(-1, 3).astype(np.float64)/255.
     with ThreadPoolExecutor(io_threads()) as ex: px = np.concatenate(list(ex.map(one, items)))
     return [round(float(m), 4) for m in px.mean(0)], [round(float(s), 4) for s in px.std(0)]

@@ -20,7 +20,9 @@ from .learner import snapshot_state, restore_state
 # %% ../nbs/07_lr_find.ipynb #a405eb66
 class _QuietLRFinder(LRFinder):
     "fastai's `LRFinder` schedule, state kept by the caller, stopping at a non-finite or diverging loss"
-    def before_fit(self): ParamScheduler.before_fit(self); self.best_loss = float('inf')
+    def before_fit(self):
+        ParamScheduler.before_fit(self)
+        self.best_loss = float('inf')
     def after_batch(self):
         ParamScheduler.after_batch(self)
         loss = float(self.smooth_loss)
@@ -38,10 +40,13 @@ def _seed_all(learn, seed):
 def _one_run(learn, start_lr, end_lr, num_it, stop_div, seed):
     if seed is not None: _seed_all(learn, seed)
     n = len(learn.dls.train)
-    if n == 0: raise ConfigError("the training DataLoader has no batches", "lower bs (the last partial batch is dropped), or add training images")
+    if n == 0:
+        raise ConfigError("the training DataLoader has no batches",
+                          "lower bs (the last partial batch is dropped), or add training images")
     cb = _QuietLRFinder(start_lr, end_lr, num_it, stop_div)
     with learn.no_logging(), learn.no_bar(): learn.fit(num_it//n + 1, cbs=cb)
-    return _finite(np.array([float(o) for o in learn.recorder.lrs]), np.array([float(o) for o in learn.recorder.losses]))
+    return _finite(np.array([float(o) for o in learn.recorder.lrs]),
+                   np.array([float(o) for o in learn.recorder.losses]))
 
 # %% ../nbs/07_lr_find.ipynb #8e068909
 SUGGESTIONS = {'valley': valley, 'steep': steep, 'minimum': minimum, 'slide': slide}
@@ -83,7 +88,8 @@ class LRFindResult:
         self.spread = losses.std(0) if len(losses) > 1 else np.zeros_like(self.loss)
         self.suggestions = suggest(lrs, self.loss, num_it)
         self.per_run = [suggest(lrs, l, num_it) for l in losses]
-        if not self.suggestions: raise ConfigError(f"the loss diverged or was not finite after {losses.shape[1]} iterations: nothing to suggest", "check the data and labels, lower start_lr, or raise num_it")
+        if not self.suggestions:
+            raise ConfigError(f"the loss diverged or was not finite after {losses.shape[1]} iterations: nothing to suggest", "check the data and labels, lower start_lr, or raise num_it")
         self.lr = self.suggestions.get('valley', self.suggestions.get('minimum', next(iter(self.suggestions.values()))))
         self.recommended = slice(self.lr/lr_mult, self.lr) if pretrained and not frozen else self.lr
 
@@ -99,7 +105,8 @@ def run_range(self:LRFindResult)->dict:
 @patch
 def __repr__(self:LRFindResult):
     rng = self.run_range() if len(self.losses) > 1 else {}
-    lines = [f"{k:8s} {_fmt(v)}" + (f"  (runs: {_fmt(rng[k][0])} .. {_fmt(rng[k][1])})" if k in rng else '') for k, v in self.suggestions.items()]
+    lines = [f"{k:8s} {_fmt(v)}" + (f"  (runs: {_fmt(rng[k][0])} .. {_fmt(rng[k][1])})" if k in rng else '') for k,
+             v in self.suggestions.items()]
     return f"LRFindResult({len(self.losses)} run(s), {'frozen' if self.frozen else 'unfrozen'})\n  " + '\n  '.join(lines) + f"\n  recommended: {_fmt(self.recommended)}"
 
 # %% ../nbs/07_lr_find.ipynb #c3ffad2e
@@ -120,14 +127,19 @@ def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on
         ):
     "Plot loss vs learning rate (log scale) with the suggestions marked"
     if ax is None: _, ax = plt.subplots(figsize=figsize)
-    n = max(len(self.loss) - skip_end, 2); x = self.lrs[:n]
+    n = max(len(self.loss) - skip_end, 2)
+    x = self.lrs[:n]
     if len(self.losses) > 1:
         for l in self.losses: ax.plot(x, l[:n], c='C0', alpha=0.25, lw=0.8)
         ax.fill_between(x, (self.loss - self.spread)[:n], (self.loss + self.spread)[:n], color='C0', alpha=0.15)
     ax.plot(x, self.loss[:n], c='C0', label=f'loss ({len(self.losses)} run{"s" if len(self.losses) > 1 else ""})')
-    for i, (k, v) in enumerate(self.suggestions.items()): ax.plot(v, _at(self, v), 'o', c=f'C{i+1}', label=f'{k} {v:.1e}')
+    for i, (k, v) in enumerate(self.suggestions.items()):
+        ax.plot(v, _at(self, v), 'o', c=f'C{i+1}', label=f'{k} {v:.1e}')
     ax.plot(self.lr, _at(self, self.lr), '*', c='k', ms=12, label=f'recommended {_fmt(self.recommended)}')
-    ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize=7)
+    ax.set_xscale('log')
+    ax.set_xlabel('learning rate')
+    ax.set_ylabel('loss')
+    ax.legend(fontsize=7)
     return ax
 
 # %% ../nbs/07_lr_find.ipynb #b869b3be
@@ -136,8 +148,10 @@ def _is_frozen(learn):
     return len(groups) > 1 and not all(p.requires_grad for p in groups[0])
 
 def _check_args(start_lr, end_lr, num_it, n_runs):
-    if not 0 < start_lr < end_lr: raise ConfigError(f"start_lr={start_lr} and end_lr={end_lr}", "use 0 < start_lr < end_lr, e.g. 1e-7 and 10")
-    if num_it < 10: raise ConfigError(f"num_it={num_it} is too few points for a curve", "use num_it >= 10 (100 is usual)")
+    if not 0 < start_lr < end_lr:
+        raise ConfigError(f"start_lr={start_lr} and end_lr={end_lr}", "use 0 < start_lr < end_lr, e.g. 1e-7 and 10")
+    if num_it < 10:
+        raise ConfigError(f"num_it={num_it} is too few points for a curve", "use num_it >= 10 (100 is usual)")
     if n_runs < 1: raise ConfigError(f"n_runs={n_runs}", "use n_runs >= 1")
 
 # %% ../nbs/07_lr_find.ipynb #55896cb2
@@ -161,7 +175,8 @@ def find_lr(learn:Learner, # any fastai `Learner`, e.g. from `build_learner`
     finally: restore_state(learn, state)
     n = min(len(l) for _, l in runs)
     pretrained = getattr(learn, 'imgclf', {}).get('pretrained', True)
-    res = LRFindResult(runs[0][0][:n], np.stack([l[:n] for _, l in runs]), num_it, _is_frozen(learn), lr_mult, pretrained)
+    res = LRFindResult(runs[0][0][:n], np.stack([l[:n] for _, l in runs]), num_it, _is_frozen(learn), lr_mult,
+                       pretrained)
     if hasattr(learn, 'imgclf'): learn.imgclf['lr_find'] = res.as_dict()
     if show_plot: res.plot()
     return res

@@ -169,7 +169,8 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
     src = learn.dls.imgclf.get('source') or {}
     name = name or Path(src.get('path') or src.get('folder') or 'imgclf-model').name
     held_out = {k: metrics[k] for k in ('valid', 'test') if k in metrics}
-    export_model(learn, out/'model', name=name, metrics=held_out, lr_find=lr_res.as_dict() if lr_res else None, overwrite=True)
+    export_model(learn, out/'model', name=name, metrics=held_out, lr_find=lr_res.as_dict() if lr_res else None,
+                 overwrite=True)
     save_json(metrics, out/'metrics.json')
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith('.'))
     manifest = run_manifest(learn.imgclf.get('seed'), learn.dls.device, command=command, data=learn.dls.imgclf,
@@ -196,7 +197,8 @@ class _Run(NamedTuple):
 
 def _plan_run(out, distributed, run_dir, resume, auto_batch, quiet):
     "The `_Run` the options of `train` ask for"
-    if resume: run_dir, mode = resume, 'auto'  # continue the run there, or start it there: the same command survives restarts
+    if resume:
+        run_dir, mode = resume, 'auto'  # continue the run there, or start it there: the same command survives restarts
     else: run_dir, mode = run_dir or (Path(out)/'run' if distributed else None), False
     if not (run_dir or auto_batch): return _Run()
     dist = _distributed()
@@ -251,15 +253,19 @@ def _describe_data(dls):
 
 def _check_train_args(epochs, freeze_epochs, lr, review, duplicates):
     for name, v in (('epochs', epochs), ('freeze_epochs', freeze_epochs), ('review', review)):
-        if not isinstance(v, int) or v < 0: raise ConfigError(f"{name} {v!r} is not a whole number >= 0", f"pass e.g. {name}=2")
-    if epochs + freeze_epochs < 1: raise ConfigError("epochs 0 and freeze_epochs 0: nothing to train", "pass epochs=1 or more")
-    if duplicates not in ('exact', 'near', 'none'): raise ConfigError(f"duplicates={duplicates!r}", "use exact, near or none")
+        if not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{name} {v!r} is not a whole number >= 0", f"pass e.g. {name}=2")
+    if epochs + freeze_epochs < 1:
+        raise ConfigError("epochs 0 and freeze_epochs 0: nothing to train", "pass epochs=1 or more")
+    if duplicates not in ('exact', 'near', 'none'):
+        raise ConfigError(f"duplicates={duplicates!r}", "use exact, near or none")
     return check_lr(lr, names=('auto', *SUGGESTIONS))
 
 # %% ../nbs/17_pipeline.ipynb #9c3eb892
 def _lr_stage(learn, lr, num_it, out, run):
     "The learning rate and the LR finder's result (found on the first process); (None, None) to go on with a resumed run"
-    if run.resume and _broadcast((Path(run.run_dir)/run.dist.CHECKPOINT).exists() if run.rank0 else None): return None, None
+    if run.resume and _broadcast((Path(run.run_dir)/run.dist.CHECKPOINT).exists() if run.rank0 else None):
+        return None, None
     return choose_lr(learn, lr, num_it, out if run.rank0 else None, run.dist.find_lr_once if run.dist else find_lr)
 
 def _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult):
@@ -268,7 +274,8 @@ def _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult):
         if run.auto_batch: run.dist.auto_batch_size(learn, unfreeze=bool(epochs) or not learn.imgclf['pretrained'])
         return fit_recipe(learn, epochs, lr, freeze_epochs, lr_mult)
     plan = stage_plan(learn.imgclf['pretrained'], epochs, freeze_epochs, lr or 1., lr_mult)  # lr None: the resumed run's
-    return run.dist.fit_resumable(learn, plan.epochs, lr, run.run_dir, freeze_epochs=plan.freeze_epochs, resume=run.resume,
+    return run.dist.fit_resumable(learn, plan.epochs, lr, run.run_dir, freeze_epochs=plan.freeze_epochs,
+                                  resume=run.resume,
                                   unfrozen_lr=plan.unfrozen_lr if lr else None, auto_batch=run.auto_batch)
 
 def _training_line(learn, lr, lr_res, run, epochs, freeze_epochs):
@@ -315,12 +322,14 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
         watch.lap('lr_find')
         track_history(learn)  # after the LR finder, whose runs are not training (plot_loss would draw them)
         _say(quiet, _training_line(learn, lr, lr_res, run, epochs, freeze_epochs))
-        with progress_ctx(learn, progress, epochs + freeze_epochs, quiet): _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult)
+        with progress_ctx(learn, progress, epochs + freeze_epochs, quiet):
+            _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult)
     watch.lap('train')
     if not run.rank0: return {}
     near = " (near-duplicates: embedding every image)" if duplicates == 'near' and review else ''
     _say(quiet, f"report: predictions, plots, review queue{near}, export")
-    metrics = write_report(learn, out, lr or _resumed_lr(run), lr_res, review, duplicates, command, name, extra=dict(argv=sys.argv))
+    metrics = write_report(learn, out, lr or _resumed_lr(run), lr_res, review, duplicates, command, name,
+                           extra=dict(argv=sys.argv))
     watch.lap('report')
     metrics.update(timings=watch.steps, seconds=watch.total)
     save_json(metrics, out/'metrics.json')
@@ -347,7 +356,8 @@ def summary(metrics:dict, # the metrics `train` returned
 # %% ../nbs/17_pipeline.ipynb #cf5350a0
 DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=60, lr_mult=3, preset='none', num_workers=0,
             cache='memory', review=50)
-SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0, cache='memory',
+SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0,
+             cache='memory',
              review=10)
 
 def _demo_data(smoke):
@@ -432,9 +442,11 @@ def interpret_cmd(model:str|Path, # a model folder (or a report folder holding m
     _save_table(queue, out/'review_queue.csv', index=False)
     _save_table(table, out/'dataset.csv', index=False)
     metrics = dict(command='interpret', model=str(model_folder(model)), accuracy=round(interp.accuracy, 6),
-                   accuracy_on=split, classes=len(clf.vocab), review_queue=len(queue), **{split: _split_metrics(interp)})
+                   accuracy_on=split, classes=len(clf.vocab), review_queue=len(queue),
+                   **{split: _split_metrics(interp)})
     save_json(metrics, out/'metrics.json')
-    save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=metrics), out/'manifest.json')
+    save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=metrics),
+              out/'manifest.json')
     if not quiet:
         print(f"imgclf interpret: {metrics['accuracy']:.1%} accuracy on {metrics[split]['n']} {split} images; report in {out}/ "
               f"(confusion_matrix.png, top_losses.png, classification_report.csv, review_queue.csv: {len(queue)} rows)")

@@ -20,12 +20,14 @@ def dataset_table(dls, # fastai `DataLoaders` (imgclf's, or any whose items are 
     "Every image of `dls` once: path, label, split (imgclf's `dls.table`, else read from the datasets)"
     t = getattr(dls, 'table', None)
     if t is not None:
-        return t[['path', 'label', 'split']].assign(path=t.path.map(str), label=t.label.map(str)).drop_duplicates('path', ignore_index=True)
+        return t[['path', 'label', 'split']].assign(path=t.path.map(str),
+                                                    label=t.label.map(str)).drop_duplicates('path', ignore_index=True)
     rows, names = [], ['train', 'valid', 'test']
     for i, dl in enumerate(dls.loaders):
         ds = dl.dataset
         if not all(isinstance(o, (str, Path)) for o in ds.items):
-            raise DataError("the DataLoaders' items are not file paths", "build them with imgclf.data (from_folder, from_csv, ...)")
+            raise DataError("the DataLoaders' items are not file paths",
+                            "build them with imgclf.data (from_folder, from_csv, ...)")
         split = names[i] if i < 3 else f'dls[{i}]'
         rows += [(str(p), str(dls.vocab[int(ds.tls[1][j])]), split) for j, p in enumerate(ds.items)]
     return pd.DataFrame(rows, columns=['path', 'label', 'split']).drop_duplicates('path', ignore_index=True)
@@ -59,7 +61,8 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
         emb = embeddings(source, table.path, bs=bs, num_workers=num_workers)
     else:  # embeddings, or None for exact duplicates only
         if items is None:
-            raise ConfigError("embeddings given without items", "pass items=the image paths, in the same order as the embeddings")
+            raise ConfigError("embeddings given without items",
+                              "pass items=the image paths, in the same order as the embeddings")
         labels = labels if labels is not None else [Path(p).parent.name for p in items]
         emb, table = source, pd.DataFrame(dict(path=[full_path(p) for p in items], label=labels))
         if splits is not None: table['split'] = list(splits)
@@ -76,7 +79,8 @@ def label_issues(probs, # (N, C) held-out predicted probabilities
         raise DataError(f"expected probs (N, C) and labels (N,), got {p.shape} and {y.shape}",
                         "pass one row of probabilities and one class index per item")
     if len(y) and (y.min() < 0 or y.max() >= p.shape[1]):
-        raise DataError(f"labels range {y.min()}..{y.max()} outside the {p.shape[1]} classes", "pass class indices 0..C-1")
+        raise DataError(f"labels range {y.min()}..{y.max()} outside the {p.shape[1]} classes",
+                        "pass class indices 0..C-1")
     n, c = p.shape
     typical = np.array([p[y == k, k].mean() if (y == k).any() else np.inf for k in range(c)])
     above = p >= typical[None]
@@ -127,7 +131,8 @@ def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
                         "use fewer folds or more images per class")
     c = n_classes or int(y.max()) + 1
     X = X - X.mean(0)
-    if dims and dims < X.shape[1]: X = X @ torch.linalg.eigh((X.T @ X).double())[1][:, -dims:].float()  # top principal axes
+    if dims and dims < X.shape[1]:
+        X = X @ torch.linalg.eigh((X.T @ X).double())[1][:, -dims:].float()  # top principal axes
     f, out, yt = _folds(y, folds, seed), np.zeros((len(y), c), np.float32), torch.as_tensor(y)
     for k in range(folds):
         tr, te = torch.as_tensor(f != k), torch.as_tensor(f == k)
@@ -162,8 +167,10 @@ def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-ou
         probs, y, vocab, items = source.probs.numpy(), source.targets.numpy(), source.vocab, source.items
         splits = [source.split]*len(source.targets)
         if items is None:
-            raise DataError("the Interpreter has no item paths", "build it with Interpreter.from_learner on imgclf DataLoaders")
-        if getattr(source, 'learn', None) is not None: items_df, kw = dataset_table(source.learn.dls), _dls_kwargs(source.learn.dls)
+            raise DataError("the Interpreter has no item paths",
+                            "build it with Interpreter.from_learner on imgclf DataLoaders")
+        if getattr(source, 'learn', None) is not None:
+            items_df, kw = dataset_table(source.learn.dls), _dls_kwargs(source.learn.dls)
     elif hasattr(source, 'model') and hasattr(source, 'dls'):
         items_df, kw, vocab = dataset_table(source.dls), _dls_kwargs(source.dls), [str(o) for o in source.dls.vocab]
         y = items_df.label.map({v: i for i, v in enumerate(vocab)}).values
@@ -176,7 +183,8 @@ def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-ou
 def _probs_args(probs, labels, items, vocab):
     probs = np.asarray(probs)
     if labels is None or items is None:
-        raise ConfigError("probabilities given without labels or items", "pass labels= and items= (one per row of probs)")
+        raise ConfigError("probabilities given without labels or items",
+                          "pass labels= and items= (one per row of probs)")
     vocab = list(vocab) if vocab is not None else [str(i) for i in range(probs.shape[1])]
     o2i = {str(v): i for i, v in enumerate(vocab)}
     y = np.array([o2i[str(l)] if str(l) in o2i else int(l) for l in labels])
@@ -189,7 +197,8 @@ def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
                   )->Cleaner:
     "A `Cleaner` over the images with the highest losses in `interp`'s cached predictions (no model is run)"
     if interp.items is None:
-        raise DataError("the Interpreter has no item paths", "build it with Interpreter.from_learner on imgclf DataLoaders")
+        raise DataError("the Interpreter has no item paths",
+                        "build it with Interpreter.from_learner on imgclf DataLoaders")
     idx, vocab = interp.losses.argsort(descending=True)[:n], [str(o) for o in interp.vocab]
     targets, preds = interp.targets[idx], interp.preds[idx]
     q = pd.DataFrame(dict(path=[str(interp.items[i]) for i in idx.tolist()], label=[vocab[i] for i in targets.tolist()],
@@ -200,7 +209,8 @@ def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
     return Cleaner(q, items, vocab=vocab, **{**kw, 'source': 'toplosses', **kwargs})
 
 # %% ../nbs/12_review.ipynb #5f8a7a0e
-QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b', 'split_b',
+QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b',
+              'split_b',
               'sim', 'leakage', 'decision']
 
 def _singles(interp, n, ledger):
@@ -221,7 +231,8 @@ def _pairs(table, interp, duplicates, n, ledger, bs):
         cleaner = from_similars(learn, max_pairs=n, bs=bs, num_workers=0, ledger=ledger)
     else:
         table = table if table is not None else dataset_table(learn.dls)
-        cleaner = from_similars(None, items=table.path.tolist(), labels=table.label.tolist(), splits=table.split.tolist(),
+        cleaner = from_similars(None, items=table.path.tolist(), labels=table.label.tolist(),
+                                splits=table.split.tolist(),
                                 ledger=ledger)
     return cleaner.queue.assign(kind=[f"duplicate ({k})" for k in cleaner.queue.kind])
 
@@ -246,20 +257,23 @@ def _report_kwargs(report):
     "Root folder and label source of the dataset a report was made from (for the cleaner)"
     try: source = json.loads((report/'manifest.json').read_text())['data'].get('source') or {}
     except (OSError, ValueError, KeyError):
-        raise DataError(f"{report} has no readable manifest.json", "pass a report folder written by imgclf train, demo or interpret") from None
+        raise DataError(f"{report} has no readable manifest.json",
+                        "pass a report folder written by imgclf train, demo or interpret") from None
     return _source_kwargs(source)
 
 def _read_report(report):
     for f in ('review_queue.csv', 'dataset.csv'):
         if not (report/f).exists():
             raise DataError(f"{report} has no {f}", "pass a report folder written by imgclf train, demo or interpret")
-    q = pd.read_csv(report/'review_queue.csv', dtype={'decision': str, 'label': str, 'label_b': str}, keep_default_na=False)
+    q = pd.read_csv(report/'review_queue.csv', dtype={'decision': str, 'label': str, 'label_b': str},
+                    keep_default_na=False)
     return q, pd.read_csv(report/'dataset.csv', dtype={'label': str})
 
 # %% ../nbs/12_review.ipynb #4164e664
 def _decide_singles(q, items, kw, ledger):
     rows = q[(q.path_b == '') & (q.decision.str.strip() != '')]
-    cleaner = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli', **kw)
+    cleaner = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli',
+                      **kw)
     for i, r in rows.iterrows():
         decision = r.decision.strip()
         if decision.lower() in ('keep', 'delete'): decision = decision.lower()
@@ -291,7 +305,8 @@ def clean_cmd(report:str|Path, # a report folder (from `train`, `demo` or `inter
              )->pd.DataFrame:
     "Record the decisions of `report/review_queue.csv` in the ledger and apply them (dry run by default); returns the plan"
     report = Path(report).expanduser()
-    if not report.is_dir(): raise DataError(f"{report} is not a folder", "pass the report folder of imgclf train, demo or interpret")
+    if not report.is_dir():
+        raise DataError(f"{report} is not a folder", "pass the report folder of imgclf train, demo or interpret")
     q, items = _read_report(report)
     kw, ledger = _report_kwargs(report), report/'cleaner_ledger.jsonl'
     if not q.decision.str.strip().any():

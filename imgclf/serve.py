@@ -32,8 +32,10 @@ class RequestError(ImgclfError, ValueError):
         super().__init__(problem, fix)
 
 # %% ../nbs/15_serve.ipynb #1e425bfe
-IMAGE_TYPES = {'image/jpeg', 'image/png', 'image/gif', 'image/bmp', 'image/x-ms-bmp', 'image/webp', 'image/tiff', 'application/octet-stream'}
-_MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'), (b'BM', 'bmp'),
+IMAGE_TYPES = {'image/jpeg', 'image/png', 'image/gif', 'image/bmp', 'image/x-ms-bmp', 'image/webp', 'image/tiff',
+               'application/octet-stream'}
+_MAGIC = [(b'\xff\xd8\xff', 'jpeg'), (b'\x89PNG\r\n\x1a\n', 'png'), (b'GIF87a', 'gif'), (b'GIF89a', 'gif'),
+          (b'BM', 'bmp'),
           (b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff')]
 
 def sniff_image(data:bytes, # the first bytes of a file (12 are enough)
@@ -47,7 +49,9 @@ def check_content_type(content_type:str|None, # a Content-Type header, e.g. 'ima
                       ):
     "Raise a 415 `RequestError` unless `content_type` is missing, an image type or application/octet-stream"
     ct = (content_type or '').split(';')[0].strip().lower()
-    if ct and ct not in IMAGE_TYPES: raise RequestError(415, f"content type {ct!r} is not an image", "send a JPEG, PNG, GIF, BMP, WebP or TIFF image")
+    if ct and ct not in IMAGE_TYPES:
+        raise RequestError(415, f"content type {ct!r} is not an image",
+                           "send a JPEG, PNG, GIF, BMP, WebP or TIFF image")
 
 def check_image_bytes(data:bytes, # an uploaded or downloaded file
                       content_type:str|None, # its declared Content-Type
@@ -55,7 +59,9 @@ def check_image_bytes(data:bytes, # an uploaded or downloaded file
     "Raise a `RequestError` unless `content_type` is an image type and `data` starts like an image"
     check_content_type(content_type)
     if not data: raise RequestError(400, "the image is empty", "send the image's bytes")
-    if sniff_image(data[:16]) is None: raise RequestError(415, "the data is not a JPEG, PNG, GIF, BMP, WebP or TIFF image (its first bytes say so)", "send an image file")
+    if sniff_image(data[:16]) is None:
+        raise RequestError(415, "the data is not a JPEG, PNG, GIF, BMP, WebP or TIFF image (its first bytes say so)",
+                           "send an image file")
 
 # %% ../nbs/15_serve.ipynb #2164f452
 METADATA = {ipaddress.ip_address(a) for a in ('169.254.169.254', 'fd00:ec2::254', '100.100.100.200', '169.254.170.2')} # cloud metadata services
@@ -71,7 +77,8 @@ def _kind(a):
 def _unwrap(a):
     "The IPv4 address inside an IPv4-mapped, 6to4 or NAT64 IPv6 address"
     if a.version == 4: return a
-    if a.teredo: raise RequestError(403, f"refused to fetch from {a}: it is a Teredo tunnel address", "use a public http(s) URL")
+    if a.teredo:
+        raise RequestError(403, f"refused to fetch from {a}: it is a Teredo tunnel address", "use a public http(s) URL")
     if a.ipv4_mapped or a.sixtofour: return a.ipv4_mapped or a.sixtofour
     return ipaddress.ip_address(a.packed[-4:]) if a in _NAT64 else a
 
@@ -83,7 +90,9 @@ def check_address(ip:str, # a resolved IP address, e.g. '93.184.216.34' or '::1'
     a = _unwrap(ipaddress.ip_address(ip.split('%')[0]))
     if any(a in ipaddress.ip_network(n, strict=False) for n in allow): return a
     kind = _kind(a)
-    if kind: raise RequestError(403, f"refused to fetch from {a}: it is {kind}", "use a public http(s) URL, or start the server with this address in allow_hosts")
+    if kind:
+        raise RequestError(403, f"refused to fetch from {a}: it is {kind}",
+                           "use a public http(s) URL, or start the server with this address in allow_hosts")
     return a
 
 # %% ../nbs/15_serve.ipynb #dd71baf0
@@ -91,13 +100,19 @@ def _open_socket(addr, timeout): return socket.create_connection(addr, timeout)
 
 class _PinnedHTTP(http.client.HTTPConnection):
     "HTTP to `host`, connected to the checked address `ip` (no second DNS lookup)"
-    def __init__(self, host, ip, port, timeout): super().__init__(host, port, timeout=timeout); self.ip = ip
+    def __init__(self, host, ip, port, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.ip = ip
     def connect(self): self.sock = _open_socket((self.ip, self.port), self.timeout)
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     "HTTPS to `host` through the checked address `ip`, the certificate checked against `host`"
-    def __init__(self, host, ip, port, timeout): super().__init__(host, port, timeout=timeout, context=ssl.create_default_context()); self.ip = ip
-    def connect(self): self.sock = self._context.wrap_socket(_open_socket((self.ip, self.port), self.timeout), server_hostname=self.host)
+    def __init__(self, host, ip, port, timeout):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.ip = ip
+    def connect(self):
+        self.sock = self._context.wrap_socket(_open_socket((self.ip, self.port), self.timeout),
+                                              server_hostname=self.host)
 
 # %% ../nbs/15_serve.ipynb #b65c4d97
 def resolve(host:str, # a host name or IP address
@@ -106,37 +121,53 @@ def resolve(host:str, # a host name or IP address
            )->str:
     "The address to connect to for `host`: every address it resolves to must pass `check_address`"
     try: infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e: raise RequestError(400, f"cannot resolve the host {host!r} ({e})", "check the URL") from None
+    except (socket.gaierror, UnicodeError) as e:
+        raise RequestError(400, f"cannot resolve the host {host!r} ({e})", "check the URL") from None
     return str([check_address(i[4][0], allow) for i in infos][0])
 
 def _parse(url):
     "The parts of an http(s) `url` and its port, or a 400 `RequestError`"
-    try: u = urllib.parse.urlsplit(url); port = u.port
-    except ValueError as e: raise RequestError(400, f"{url!r} is not a valid URL ({e})", "pass an http(s) URL") from None
-    if u.scheme not in ('http', 'https'): raise RequestError(400, f"only http and https URLs can be fetched, not {u.scheme or 'no scheme'!r}", "pass an http(s) URL")
-    if not u.hostname: raise RequestError(400, f"{url!r} has no host", "pass a full URL such as https://example.com/cat.jpg")
-    if u.username or u.password: raise RequestError(400, "URLs with a user name or password are not fetched", "remove the credentials from the URL")
+    try:
+        u = urllib.parse.urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise RequestError(400, f"{url!r} is not a valid URL ({e})", "pass an http(s) URL") from None
+    if u.scheme not in ('http', 'https'):
+        raise RequestError(400, f"only http and https URLs can be fetched, not {u.scheme or 'no scheme'!r}",
+                           "pass an http(s) URL")
+    if not u.hostname:
+        raise RequestError(400, f"{url!r} has no host", "pass a full URL such as https://example.com/cat.jpg")
+    if u.username or u.password:
+        raise RequestError(400, "URLs with a user name or password are not fetched",
+                           "remove the credentials from the URL")
     return u, port or (443 if u.scheme == 'https' else 80)
 
 # %% ../nbs/15_serve.ipynb #161b8137
 def _get(u, port, ip, deadline):
-    conn = (_PinnedHTTPS if u.scheme == 'https' else _PinnedHTTP)(u.hostname, ip, port, timeout=max(0.1, deadline-time.monotonic()))
-    conn.request('GET', (u.path or '/') + (f'?{u.query}' if u.query else ''), headers={'User-Agent': f'imgclf/{imgclf.__version__}', 'Accept': 'image/*'})
+    conn = (_PinnedHTTPS if u.scheme == 'https' else _PinnedHTTP)(u.hostname, ip, port,
+                                                                  timeout=max(0.1, deadline-time.monotonic()))
+    conn.request('GET', (u.path or '/') + (f'?{u.query}' if u.query else ''),
+                 headers={'User-Agent': f'imgclf/{imgclf.__version__}', 'Accept': 'image/*'})
     sock = conn.sock  # kept: http.client drops it from `conn` when the server closes after the response
     return conn, conn.getresponse(), sock
 
 def _read_capped(sock, r, max_bytes, deadline):
     "The response body, refused past `max_bytes` and `deadline`"
     n = r.getheader('Content-Length')
-    if n and n.isdigit() and int(n) > max_bytes: raise RequestError(413, f"the image at the URL is {int(n):,} bytes, over the limit of {max_bytes:,}", "use a smaller image")
+    if n and n.isdigit() and int(n) > max_bytes:
+        raise RequestError(413, f"the image at the URL is {int(n):,} bytes, over the limit of {max_bytes:,}",
+                           "use a smaller image")
     chunks, got = [], 0
     while True:
         if deadline <= time.monotonic(): raise TimeoutError()
         sock.settimeout(deadline - time.monotonic())
         chunk = r.read1(65536)
         if not chunk: return b''.join(chunks)
-        got += len(chunk); chunks.append(chunk)
-        if got > max_bytes: raise RequestError(413, f"the image at the URL is over the limit of {max_bytes:,} bytes", "use a smaller image")
+        got += len(chunk)
+        chunks.append(chunk)
+        if got > max_bytes:
+            raise RequestError(413, f"the image at the URL is over the limit of {max_bytes:,} bytes",
+                               "use a smaller image")
 
 # %% ../nbs/15_serve.ipynb #ff828911
 def fetch_url(url:str, # an http(s) URL
@@ -154,12 +185,17 @@ def fetch_url(url:str, # an http(s) URL
             conn, r, sock = _get(u, port, ip, deadline)
             try:
                 if r.status in (301, 302, 303, 307, 308) and r.getheader('Location'):
-                    url = urllib.parse.urljoin(url, r.getheader('Location')); continue
-                if r.status != 200: raise RequestError(400, f"the URL answered HTTP {r.status} {r.reason}", "check the URL")
+                    url = urllib.parse.urljoin(url, r.getheader('Location'))
+                    continue
+                if r.status != 200:
+                    raise RequestError(400, f"the URL answered HTTP {r.status} {r.reason}", "check the URL")
                 return _read_capped(sock, r, max_bytes, deadline), r.getheader('Content-Type')
             finally: conn.close()
-        except TimeoutError: raise RequestError(400, f"the URL did not deliver the image within {timeout:g} s", "try again, or use a faster server") from None
-        except (OSError, http.client.HTTPException) as e: raise RequestError(400, f"could not fetch the URL ({type(e).__name__}: {e})", "check the URL") from None
+        except TimeoutError:
+            raise RequestError(400, f"the URL did not deliver the image within {timeout:g} s",
+                               "try again, or use a faster server") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise RequestError(400, f"could not fetch the URL ({type(e).__name__}: {e})", "check the URL") from None
     raise RequestError(400, f"the URL redirected more than {max_redirects} times", "pass the final URL of the image")
 
 # %% ../nbs/15_serve.ipynb #1a597565
@@ -175,7 +211,8 @@ class MicroBatcher:
         "`fn`'s output for `x`, computed in a batch with the other inputs waiting"
         loop = asyncio.get_running_loop()
         if loop not in self.queues or self.queues[loop][1].done():
-            q = asyncio.Queue(); self.queues[loop] = (q, loop.create_task(self._run(q)))
+            q = asyncio.Queue()
+            self.queues[loop] = (q, loop.create_task(self._run(q)))
         fut = loop.create_future()
         self.queues[loop][0].put_nowait((x, fut))
         return await fut
@@ -241,7 +278,8 @@ drop.addEventListener('drop', e => { e.preventDefault(); drop.classList.remove('
 
 # %% ../nbs/15_serve.ipynb #7bcc165b
 CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-_HEADERS = [(b'x-content-type-options', b'nosniff'), (b'x-frame-options', b'DENY'), (b'referrer-policy', b'no-referrer'), (b'content-security-policy', CSP.encode())]
+_HEADERS = [(b'x-content-type-options', b'nosniff'), (b'x-frame-options', b'DENY'),
+            (b'referrer-policy', b'no-referrer'), (b'content-security-policy', CSP.encode())]
 
 class SecurityHeaders:
     "ASGI middleware adding the security headers to every HTTP response"
@@ -255,7 +293,8 @@ class SecurityHeaders:
 # %% ../nbs/15_serve.ipynb #cf1023ba
 log = logging.getLogger('imgclf.serve')
 
-def _error(status, msg): return JSONResponse({'error': str(msg)}, status_code=status, headers={'Cache-Control': 'no-store'})
+def _error(status, msg):
+    return JSONResponse({'error': str(msg)}, status_code=status, headers={'Cache-Control': 'no-store'})
 
 def _guard(fn):
     "Wrap an endpoint so that every failure becomes a JSON error with the right status, never a stack trace"
@@ -278,13 +317,15 @@ class Service:
         self.clf, self.max_bytes, self.k, self.timeout, self.url_timeout = clf, max_bytes, k, timeout, url_timeout
         self.allow = [str(ipaddress.ip_network(n, strict=False)) for n in allow_hosts]
         self.batcher = MicroBatcher(lambda xs: list(clf.batch_probs(torch.stack(xs))), max_batch)
-        self.decoders = concurrent.futures.ThreadPoolExecutor(decode_threads or min(4, os.cpu_count() or 1), thread_name_prefix='imgclf-decode')
+        self.decoders = concurrent.futures.ThreadPoolExecutor(decode_threads or min(4, os.cpu_count() or 1),
+                                                              thread_name_prefix='imgclf-decode')
         self.fetchers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix='imgclf-fetch')
 
     async def until(self, aw, deadline, status=503, what='the model'):
         "Await `aw`, or answer `status` when the request's `deadline` passes"
         try: return await asyncio.wait_for(aw, max(0.001, deadline - asyncio.get_running_loop().time()))
-        except asyncio.TimeoutError: raise RequestError(status, f"{what} did not answer within {self.timeout:g} s", "try again later") from None
+        except asyncio.TimeoutError:
+            raise RequestError(status, f"{what} did not answer within {self.timeout:g} s", "try again later") from None
 
 # %% ../nbs/15_serve.ipynb #a8eb680c
 @patch
@@ -292,15 +333,20 @@ async def body(self:Service, request, limit, deadline):
     "The request body, refused with 413 past `limit` bytes and 408 past `deadline`"
     n = request.headers.get('content-length')
     if n is not None and not n.isdigit(): raise RequestError(400, "bad Content-Length header")
-    if n is not None and int(n) > limit: raise RequestError(413, f"the upload is {int(n):,} bytes, over the limit of {limit:,}", "send a smaller image")
+    if n is not None and int(n) > limit:
+        raise RequestError(413, f"the upload is {int(n):,} bytes, over the limit of {limit:,}", "send a smaller image")
     chunks, got, it = [], 0, request.stream().__aiter__()
     while True:
         try: chunk = await asyncio.wait_for(it.__anext__(), max(0.001, deadline - asyncio.get_running_loop().time()))
         except StopAsyncIteration: return b''.join(chunks)
-        except asyncio.TimeoutError: raise RequestError(408, f"the upload did not arrive within {self.timeout:g} s", "send it again on a faster connection") from None
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"the upload did not arrive within {self.timeout:g} s",
+                               "send it again on a faster connection") from None
         except ClientDisconnect: raise RequestError(400, "the client disconnected during the upload") from None
-        got += len(chunk); chunks.append(chunk)
-        if got > limit: raise RequestError(413, f"the upload is over the limit of {limit:,} bytes", "send a smaller image")
+        got += len(chunk)
+        chunks.append(chunk)
+        if got > limit:
+            raise RequestError(413, f"the upload is over the limit of {limit:,} bytes", "send a smaller image")
 
 # %% ../nbs/15_serve.ipynb #fc9176f9
 def _replay(body):
@@ -318,12 +364,17 @@ async def upload(self:Service, request, deadline):
         return await self.body(request, self.max_bytes, deadline), ct
     body = await self.body(request, self.max_bytes + 65536, deadline)
     try: form = await Request(request.scope, _replay(body)).form(max_files=1, max_fields=8)
-    except Exception as e: raise RequestError(400, f"the multipart form cannot be parsed ({type(e).__name__})", "send the image in a form field named 'file'") from None
+    except Exception as e:
+        raise RequestError(400, f"the multipart form cannot be parsed ({type(e).__name__})",
+                           "send the image in a form field named 'file'") from None
     try:
         f = form.get('file')
-        if f is None or isinstance(f, str): raise RequestError(400, "the form has no file in a field named 'file'", "send the image in a form field named 'file'")
+        if f is None or isinstance(f, str):
+            raise RequestError(400, "the form has no file in a field named 'file'",
+                               "send the image in a form field named 'file'")
         data = await f.read()
-        if len(data) > self.max_bytes: raise RequestError(413, f"the upload is over the limit of {self.max_bytes:,} bytes", "send a smaller image")
+        if len(data) > self.max_bytes:
+            raise RequestError(413, f"the upload is over the limit of {self.max_bytes:,} bytes", "send a smaller image")
         return data, f.content_type
     finally: await form.close()
 
@@ -335,7 +386,8 @@ async def predict_bytes(self:Service, data, content_type, deadline):
     t, loop = time.perf_counter(), asyncio.get_running_loop()
     x = await self.until(loop.run_in_executor(self.decoders, self.clf.to_tensor, data), deadline)
     probs = await self.until(self.batcher(x), deadline)
-    return {**self.clf._prediction(probs, self.k).to_dict(), 'model': self.clf.name, 'time_ms': round(1000*(time.perf_counter()-t), 1)}
+    return {**self.clf._prediction(probs, self.k).to_dict(), 'model': self.clf.name,
+            'time_ms': round(1000*(time.perf_counter()-t), 1)}
 
 # %% ../nbs/15_serve.ipynb #65454518
 @patch
@@ -356,8 +408,10 @@ async def app_js(self:Service, request):
 @_guard
 async def health(self:Service, request):
     "`GET /health`: the model's name, version and classes"
-    c = self.clf; sha = (c.config.get('weights') or {}).get('sha256')
-    return JSONResponse(dict(status='ok', model=c.name, model_version=sha[:12] if sha else None, arch=c.config.get('arch'),
+    c = self.clf
+    sha = (c.config.get('weights') or {}).get('sha256')
+    return JSONResponse(dict(status='ok', model=c.name, model_version=sha[:12] if sha else None,
+                             arch=c.config.get('arch'),
                              classes=c.vocab, imgclf_version=imgclf.__version__), headers={'Cache-Control': 'no-store'})
 
 # %% ../nbs/15_serve.ipynb #41e1b47d
@@ -375,8 +429,10 @@ async def classify_url(self:Service, request):
     "`GET /classify-url?url=`: download an image from a public URL and classify it"
     url = request.query_params.get('url')
     if not url: raise RequestError(400, "no url given", "call /classify-url?url=https://...")
-    loop = asyncio.get_running_loop(); deadline = loop.time() + self.timeout
-    data, ct = await self.until(loop.run_in_executor(self.fetchers, fetch_url, url, self.allow, self.max_bytes, self.url_timeout), deadline, 400, 'the URL')
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + self.timeout
+    data, ct = await self.until(loop.run_in_executor(self.fetchers, fetch_url, url, self.allow, self.max_bytes,
+                                                     self.url_timeout), deadline, 400, 'the URL')
     return JSONResponse({**await self.predict_bytes(data, ct, deadline), 'url': url})
 
 # %% ../nbs/15_serve.ipynb #452080c3
@@ -406,7 +462,8 @@ def create_app(model, # a model directory written by `export_model`, or a loaded
 LOG_LEVELS = ('critical', 'error', 'warning', 'info', 'debug', 'trace')
 
 def _check_port(host, port):
-    if not 0 < port < 65536: raise ConfigError(f"port {port} is not a port number", "pass a port between 1 and 65535, e.g. 8000")
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} is not a port number", "pass a port between 1 and 65535, e.g. 8000")
     with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
         try: s.bind((host, port))
         except OSError as e:
@@ -423,7 +480,8 @@ def serve(model_dir:str|Path, # a model directory written by `export_model` (or 
     "Serve the model in `model_dir` over HTTP with Uvicorn until interrupted"
     path = model_folder(model_dir)
     load_config(path)
-    if log_level not in LOG_LEVELS: raise ConfigError(f"unknown log level {log_level!r}", f"use one of {', '.join(LOG_LEVELS)}")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"unknown log level {log_level!r}", f"use one of {', '.join(LOG_LEVELS)}")
     _check_port(host, port)
     app = create_app(path, **kwargs)
     print(f"imgclf: serving {app.state.service.clf.name} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)

@@ -16,7 +16,8 @@ from .core import DataError, ConfigError, file_hash, full_path, io_threads
 def _hash_or_fail(p):
     try: return file_hash(p)
     except OSError as e:
-        raise DataError(f"cannot read {p} ({e.strerror or e})", "check the path, or drop the file from the list") from None
+        raise DataError(f"cannot read {p} ({e.strerror or e})",
+                        "check the path, or drop the file from the list") from None
 
 def exact_duplicates(paths:list, # image files
                     )->list:
@@ -77,7 +78,8 @@ def _pick_head(R, threshold, margin, n_rows=128, n_cols=16384, seed=0):
 def _candidates(S, thr, dt):
     "Positions (row, col) in the block `S` of bounds at or above `thr`"
     # bfloat16 bit patterns as int16 order like the values only for positive numbers: for thr <= 0 compare values
-    if dt == torch.bfloat16 and thr > 0: mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
+    if dt == torch.bfloat16 and thr > 0:
+        mx, key = S.view(torch.int16).amax(1), torch.tensor(thr, dtype=dt).view(torch.int16).item()
     else: mx, key = S.amax(1), thr
     rows = (mx >= key).nonzero(as_tuple=True)[0]
     out = [((S[r] >= thr).nonzero(as_tuple=True), r) for r in rows.split(128)]  # 128 rows at a time: bounded memory
@@ -104,8 +106,10 @@ def near_duplicates(emb, # (N, D) embeddings (array or tensor)
     "Every pair `i < j` with cosine similarity >= `threshold`, most similar first, without an N x N matrix"
     E = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb)
     if E.ndim != 2:
-        raise DataError(f"embeddings must be a 2-d (N, D) array, got shape {tuple(E.shape)}", "pass one row of features per image")
-    if not 0 < threshold <= 1: raise ConfigError(f"threshold={threshold}", "use a cosine similarity in (0, 1], e.g. 0.95")
+        raise DataError(f"embeddings must be a 2-d (N, D) array, got shape {tuple(E.shape)}",
+                        "pass one row of features per image")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold={threshold}", "use a cosine similarity in (0, 1], e.g. 0.95")
     if not torch.isfinite(E).all():
         raise DataError("the embeddings contain NaN or infinite values", "recompute them; check the model's outputs")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -188,7 +192,8 @@ def duplicate_pairs(paths:list, # image files
         same |= {(a, b) for a in g for b in g}
     if emb is not None:
         if len(emb) != len(paths):
-            raise DataError(f"{len(emb)} embeddings for {len(paths)} images", "pass one embedding per image, in the same order")
+            raise DataError(f"{len(emb)} embeddings for {len(paths)} images",
+                            "pass one embedding per image, in the same order")
         nd = near_duplicates(emb, threshold)
         nd = nd[np.array([(a, b) not in same for a, b in zip(nd.i, nd.j)], dtype=bool)]
         rows += [(a, b, s, 'near') for a, b, s in zip(nd.i, nd.j, nd.sim)][:max_pairs]

@@ -40,7 +40,8 @@ def caption(r:dict, # a queue row as a dict
     bits = [f"<b>{esc(str(get('label')))}</b>"]
     if not side and _num(r.get('pred')): bits[0] += f" / {esc(str(r['pred']))}"
     if not side and _num(r.get('suggested')): bits.append(f"suggests {esc(str(r['suggested']))}")
-    numbers = (('loss', 'loss {:.2f}'), ('prob', 'p {:.2f}'), ('p_label', 'p(label) {:.2f}'), ('typical', 'typical {:.2f}'))
+    numbers = (('loss', 'loss {:.2f}'), ('prob', 'p {:.2f}'), ('p_label', 'p(label) {:.2f}'),
+               ('typical', 'typical {:.2f}'))
     for col, fmt in numbers:
         if not side and _num(r.get(col)): bits.append(fmt.format(r[col]))
     if _num(get('split')): bits.append(esc(str(get('split'))))
@@ -63,7 +64,8 @@ def _html_cell(cleaner, r, size):
     if not cleaner.pairs_mode:
         d = _str(r.get('decision'))
         return _figure(_img(r['path'], size), f"{caption(r)}<br>decision: <b>{html.escape(d) if d else '-'}</b>", size)
-    left, right = _figure(_img(r['path'], size), caption(r), size), _figure(_img(r['path_b'], size), caption(r, '_b'), size)
+    left, right = _figure(_img(r['path'], size), caption(r), size), _figure(_img(r['path_b'], size), caption(r, '_b'),
+                                                                            size)
     pair = f"<div style='display:flex;gap:4px'>{left}{right}</div>"
     return _figure(pair, f"{_pair_caption(r)}<br>choice: <b>{_str(r.get('choice')) or '-'}</b>", 2*size+4)
 
@@ -96,7 +98,8 @@ class ImageCleaner(widgets.VBox):
         self.class_filter = _filter_dropdown('class', cleaner.vocab, cleaner.label_filter)
         self.split_filter = _filter_dropdown('split', splits, cleaner.split_filter)
         if not splits: self.split_filter.layout.display = 'none'
-        self.prev_btn, self.next_btn, self.undo_btn = [widgets.Button(description=d) for d in ('Previous', 'Next', 'Undo')]
+        self.prev_btn, self.next_btn, self.undo_btn = [widgets.Button(description=d) for d in ('Previous', 'Next',
+                                                                                               'Undo')]
         self.info, self.grid = widgets.HTML(), widgets.GridBox()
         buttons = widgets.HBox([self.prev_btn, self.next_btn, self.undo_btn, self.info])
         super().__init__([widgets.HBox([self.class_filter, self.split_filter]), buttons, self.grid])
@@ -134,7 +137,8 @@ def _card(self:ImageCleaner, i, r):
         dd = widgets.Dropdown(options=[KEEP, DELETE, *cleaner.vocab], value=_str(r['decision']) or KEEP, layout=width)
         dd.add_class('imgclf-decision')
         dd.observe(lambda ch, p=r['path']: self._do(cleaner.decide, p, ch['new'], rerender=False), 'value')
-        return widgets.VBox([img(r['path']), widgets.HTML(caption(r), layout=widgets.Layout(width=f'{self.size}px')), dd])
+        return widgets.VBox([img(r['path']), widgets.HTML(caption(r), layout=widgets.Layout(width=f'{self.size}px')),
+                             dd])
     tb = widgets.ToggleButtons(options=PAIR_CHOICES, value=_str(r['choice']), style={'button_width': 'auto'})
     tb.add_class('imgclf-pair')
     tb.observe(lambda ch, i=i: ch['new'] and self._do(cleaner.decide_pair, i, ch['new'], rerender=False), 'value')
