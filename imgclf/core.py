@@ -8,7 +8,7 @@ __all__ = ['ImgclfError', 'DataError', 'ConfigError', 'WeightsError', 'ExportErr
            'check_lr', 'lr_json', 'deprecated_names']
 
 # %% ../nbs/00_core.ipynb #77ffebee
-import os, sys, json, time, random, hashlib, platform, tempfile, threading, warnings, importlib, contextlib
+import os, json, time, hashlib, platform, tempfile, threading, warnings, importlib, contextlib
 from pathlib import Path
 
 # %% ../nbs/00_core.ipynb #537db156

@@ -7,7 +7,7 @@ __all__ = ['split_valid', 'from_folder', 'from_name_re', 'from_df', 'from_csv', 
            'plot_class_counts']
 
 # %% ../nbs/05_data.ipynb #735d0752
-import re, json, warnings, collections
+import re, warnings, collections
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt

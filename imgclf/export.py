@@ -8,11 +8,10 @@ __all__ = ['FORMAT', 'FORMAT_VERSION', 'WEIGHTS', 'CONFIG', 'preprocessing', 'ex
            'export_fastai', 'load_fastai']
 
 # %% ../nbs/14_export.ipynb #abbcd231
-import os, io, json, warnings, contextlib, itertools, collections, dataclasses, importlib.util, concurrent.futures
+import os, json, warnings, itertools, collections, dataclasses, importlib.util, concurrent.futures
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
-from PIL import Image
 import safetensors.torch
 from fastcore.basics import patch
 from fastai.vision.augment import Resize, AffineCoordTfm

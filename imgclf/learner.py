@@ -25,7 +25,7 @@ from fastai.metrics import accuracy, error_rate, AccumMetric, ActivationType
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.tracker import EarlyStoppingCallback
-from fastai.callback.schedule import fit_one_cycle
+from fastai.callback.schedule import fit_one_cycle  # adds Learner.fit_one_cycle
 from fastai.data.core import DataLoaders
 from fastai.vision.learner import get_c
 from .core import ConfigError, WeightsError, pick_device, atomic_path, check_lr, lr_json, deprecated_names

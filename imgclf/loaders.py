@@ -7,7 +7,7 @@ __all__ = ['oversample_table', 'split_hashes', 'report_problems', 'check_table',
            'class_weights', 'preprocess']
 
 # %% ../nbs/04_loaders.ipynb #a48afaae
-import os, warnings
+import warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, hashlib
 from concurrent.futures import ThreadPoolExecutor

@@ -6,8 +6,8 @@
 __all__ = ['SUGGESTIONS', 'suggest', 'LRFindResult', 'find_lr', 'suggest_lr']
 
 # %% ../nbs/07_lr_find.ipynb #85e744ef
-import math, warnings
-import numpy as np, torch
+import math
+import numpy as np
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr, patch
 from fastai.torch_core import tensor

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, HTMLResponse, Response
 from starlette.routing import Route
 import imgclf
 from .core import ImgclfError, DataError, ConfigError
-from .export import Classifier, load_classifier, export_model, load_config, model_folder
+from .export import Classifier, load_classifier, load_config, model_folder
 
 # %% ../nbs/15_serve.ipynb #438b0cdf
 class RequestError(ImgclfError, ValueError):
