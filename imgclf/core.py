@@ -201,7 +201,7 @@ def lr_json(lr, # a float or a `slice` from `check_lr`
 
 # %% ../nbs/00_core.ipynb #08e7a137
 def deprecated_names(module:str, # the module's `__name__`
-                     names:dict, # old name -> its new place, e.g. {'create_body': 'imgclf.learner.body_for'}
+                     names:dict, # old name -> its new place, e.g. {'create_body': 'imgclf.models.body_for'}
                     ):
     "A module `__getattr__` that gives the old names of moved or renamed objects, with a `FutureWarning`"
     def __getattr__(name):
