@@ -14,7 +14,7 @@ from PIL import Image
 from fastai.learner import Learner
 from fastcore.basics import patch
 from fastai.torch_core import to_device
-from .core import ConfigError, DataError
+from .core import ConfigError, DataError, deprecated_names
 from .images import open_image, decode_errors
 from .history import plot_loss, plot_metrics
 from .gradcam import gradcam_batch, displayable
@@ -437,3 +437,8 @@ def plot_metrics(self:Interpreter, **kwargs, # passed to `plot_metrics`
                 )->plt.Figure:
     "`plot_metrics` of this Interpreter's learner"
     return plot_metrics(self.learn, **kwargs)
+
+# %% ../nbs/11_interpret.ipynb #fa2157dc
+__getattr__ = deprecated_names(__name__, {
+    **{name: f'imgclf.history.{name}' for name in ('TrainingHistory', 'track_history', 'fit_table')},
+    **{name: f'imgclf.gradcam.{name}' for name in ('gradcam', 'plot_gradcam')}})

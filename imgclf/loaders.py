@@ -199,7 +199,7 @@ def make_dls(table:pd.DataFrame, # one row per image: `path`, `label`, `split` (
              presize:int|None=None, # size of the item-level resize (default: size*460/224, fastai's 460 for 224)
              bs:int=64, # batch size
              val_bs:int|None=None, # validation and test batch size (default: `bs`)
-             num_workers:int|None=None, # data loading processes (None: fastai's default; use 0 in notebooks' tests)
+             num_workers:int|None=None, # data loading processes (default: fastai's; 0: in the main process)
              seed:int=42, # seed of oversampling (and of the split, for the `from_*` functions)
              item_tfms=None, # fastai item transforms replacing imgclf's presize + crop
              batch_tfms=None, # fastai batch transforms replacing the preset's augmentation
