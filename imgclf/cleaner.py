@@ -116,9 +116,10 @@ def _init_items(self:Cleaner, items, vocab, labelled_by):
     for c in ['path', 'path_b']:
         if c in q: q[c] = q[c].map(full_path)
     if items is None:
-        pair_b = q[['path_b', 'label_b']].set_axis(['path', 'label'], axis=1)
-        second = [pair_b] if self.pairs_mode and 'label_b' in q else []
-        items = pd.concat([q[[c for c in ('path', 'label', 'split') if c in q]]] + second)
+        parts = [q[[c for c in ('path', 'label', 'split') if c in q]]]
+        if self.pairs_mode and 'label_b' in q:
+            parts.append(q[['path_b', 'label_b']].set_axis(['path', 'label'], axis=1))
+        items = pd.concat(parts)
     items = _table(items, ['path', 'label'], 'items')
     items['path'] = items.path.map(full_path)
     items['label'] = items.label.astype(str)

@@ -54,7 +54,7 @@ def _source(module):
     "The syntax tree of `imgclf/<module>.py` and its comments by line number, read without importing the module"
     text = (Path(imgclf.__file__).parent/f'{module}.py').read_text(encoding='utf-8')
     tokens = tokenize.generate_tokens(io.StringIO(text).readline)
-    return ast.parse(text), {t.start[0]: t.string[1:].strip() for t in tokens if t.type == tokenize.COMMENT}
+    return ast.parse(text), {tok.start[0]: tok.string[1:].strip() for tok in tokens if tok.type == tokenize.COMMENT}
 
 def _docment(line, comments, param_lines):
     "fastcore's rule: the comment on the parameter's line, else the comment lines just above it"
@@ -79,10 +79,10 @@ def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     args, defaults = fn.args.args + fn.args.kwonlyargs, fn.args.defaults
     defaults = [None]*(len(fn.args.args) - len(defaults)) + defaults + fn.args.kw_defaults
-    lines = {a.lineno for a in args}
-    return {a.arg: Param(a.arg, a.annotation and ast.unparse(a.annotation), _literal(d),
-                         _docment(a.lineno, comments, lines))
-            for a, d in zip(args, defaults)}
+    lines = {arg.lineno for arg in args}
+    return {arg.arg: Param(arg.arg, arg.annotation and ast.unparse(arg.annotation), _literal(default),
+                           _docment(arg.lineno, comments, lines))
+            for arg, default in zip(args, defaults)}
 
 # %% ../nbs/21_cli.ipynb #6d3338a1
 class Command(NamedTuple):

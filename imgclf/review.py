@@ -247,8 +247,9 @@ def review_queue(interp, # an `imgclf.interpret.Interpreter`: cached predictions
     if duplicates not in ('near', 'exact', 'none'):
         raise ConfigError(f"duplicates={duplicates!r} (--duplicates)", "use near, exact or none")
     if n == 0: return pd.DataFrame(columns=QUEUE_COLS)
-    parts = [p for p in (_singles(interp, n, ledger), None if duplicates == 'none' else
-                         _pairs(table, interp, duplicates, n, ledger, bs)) if p is not None and len(p)]
+    singles = _singles(interp, n, ledger)
+    pairs = None if duplicates == 'none' else _pairs(table, interp, duplicates, n, ledger, bs)
+    parts = [p for p in (singles, pairs) if p is not None and len(p)]
     q = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=QUEUE_COLS)
     return q.reindex(columns=QUEUE_COLS).assign(decision='')
 
