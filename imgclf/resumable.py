@@ -359,7 +359,7 @@ def fit_resumable(learn:Learner, # a learner from `build_learner` (inside `distr
                   run_dir:str|Path, # the run folder: checkpoint.pth and run.json, rewritten after every epoch
                   freeze_epochs:int=0, # epochs training only the head first, body frozen
                   resume:bool|str=False, # True: continue the run in `run_dir`; 'auto': continue it if there is one
-                  unfrozen_lr:float|slice|None=None, # its LR (default: `slice(lr/200, lr/2)` after a frozen stage)
+                  unfrozen_lr:float|slice|None=None, # unfrozen stage's LR (`slice(lr/200, lr/2)` after a frozen one)
                   auto_batch:bool=False, # halve the batch size while the first training steps run out of GPU memory
                   frozen_kwargs:dict|None=None, # more `fit_one_cycle` arguments, frozen stage (e.g. `pct_start=0.99`)
                   unfrozen_kwargs:dict|None=None, # and for the unfrozen one (`fine_tune`: `pct_start=0.3, div=5`)
