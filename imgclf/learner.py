@@ -312,7 +312,7 @@ def fit_best_epochs(learn:Learner, # a learner from `build_learner`
     return best
 
 # %% ../nbs/07_learner.ipynb #748761af
+_TO_MODELS = ('ARCHS', 'body_features', 'weights_source', 'load_pretrained_weights')
 __getattr__ = deprecated_names(__name__, {
     'create_body': 'imgclf.models.body_for', 'create_model': 'imgclf.models.model_for',
-    'TimmBody': 'imgclf.models.TimmFeatures',
-    **{name: f'imgclf.models.{name}' for name in ('body_features', 'weights_source', 'load_pretrained_weights')}})
+    'TimmBody': 'imgclf.models.TimmFeatures', **{name: f'imgclf.models.{name}' for name in _TO_MODELS}})
