@@ -38,7 +38,8 @@ def worker(a):
     from imgclf.core import set_seed
     from imgclf.data import from_folder
     from imgclf.learner import build_learner
-    from imgclf.distributed import distributed_context, fit_resumable, rank_zero, rank_zero_first
+    from imgclf.distributed import distributed_context, rank_zero, rank_zero_first
+    from imgclf.resumable import fit_resumable
     set_seed(0)
     with rank_zero_first(): dls = from_folder(a.data, size=a.size, bs=a.bs, num_workers=a.num_workers, preset='none', cache='memory')
     learn = build_learner(dls, a.arch, pretrained=False)

@@ -1,4 +1,4 @@
-"""Near-duplicate search at scale (issue 6): `imgclf.cleaner.near_duplicates` on 100,000 random 512-d
+"""Near-duplicate search at scale (issue 6): `imgclf.similar.near_duplicates` on 100,000 random 512-d
 embeddings with 100 planted near-duplicate pairs.
 
 Goal: every planted pair found, under 30 s and under 2 GiB peak memory, on 2 CPU cores.
@@ -37,7 +37,7 @@ def _data(n, dim, n_pairs, noise, seed):
 
 def _ours(args, q):
     _pin(args.cores)
-    from imgclf.cleaner import near_duplicates
+    from imgclf.similar import near_duplicates
     E, planted = _data(args.n, args.dim, args.pairs, args.noise, args.seed)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     python bench/predict.py [--arch resnet18] [--size 224] [--n 30] [--batch-n 150] [--bs 64] [--threads N]
 
 One model, one run: a learner from `imgclf.learner.build_learner` on ../shared/data/hymenoptera (or the
-embedded digits), exported with `export_model` and loaded back with `load_model`. Both sides run on the
+embedded digits), exported with `export_model` and loaded back with `load_classifier`. Both sides run on the
 CPU (or the GPU when `--device cuda`) on the same files, after a warm-up, and their probabilities are
 checked to agree. Prints the per-image latency (median) of each, the batch throughput of each, and the
 ratios. Goals (issue 7): 10x lower single-image latency on CPU, batch throughput at least fastai's.
@@ -27,14 +27,14 @@ def main():
     from imgclf.datasets import sample_digits
     from imgclf.data import from_folder
     from imgclf.learner import build_learner
-    from imgclf.export import export_model, load_model
+    from imgclf.export import export_model, load_classifier
     path = shared_data('hymenoptera', quiet=True) or sample_digits()
     valid = path/('val' if (path/'val').exists() else 'valid')
     set_seed(42)
     dls = from_folder(path, valid=valid.name, size=a.size, bs=a.bs, device=a.device)
     learn = build_learner(dls, a.arch, pretrained=False, device=a.device)
     with tempfile.TemporaryDirectory(prefix='imgclf-bench-') as tmp:  # the export is loaded into memory: remove it
-        clf = load_model(export_model(learn, Path(tmp)/'model'), device=a.device)
+        clf = load_classifier(export_model(learn, Path(tmp)/'model'), device=a.device)
     files = sorted(get_image_files(valid))
     print(f"{a.arch} at {a.size}px on {a.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; data {path}")

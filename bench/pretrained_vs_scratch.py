@@ -47,7 +47,8 @@ def evaluate(learn, dls):
 def run(root, pretrained, a):
     from fastai.losses import CrossEntropyLossFlat
     from imgclf.core import set_seed
-    from imgclf.data import from_folder, class_weights
+    from imgclf.data import from_folder
+    from imgclf.loaders import class_weights
     from imgclf.learner import build_learner
     from imgclf.lr_find import find_lr
     set_seed(a.seed)

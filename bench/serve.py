@@ -174,13 +174,13 @@ def run(a, path, valid, dls, tmp):
     import torch
     from fastai.vision.all import get_image_files
     from imgclf.learner import build_learner
-    from imgclf.export import export_model, load_model
+    from imgclf.export import export_model, load_classifier
     model_dir = export_model(build_learner(dls, a.arch, pretrained=False, device='cpu'), tmp/'model')
     files = [str(f) for f in sorted(get_image_files(valid)) if f.suffix.lower() in ('.jpg', '.jpeg')][:64] or [str(f) for f in sorted(get_image_files(valid))[:64]]
     print(f"{a.arch} at {a.size}px on the CPU, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; {len(files)} images from {path}")
 
-    clf = load_model(model_dir, device='cpu')
+    clf = load_classifier(model_dir, device='cpu')
     bodies = [Path(f).read_bytes() for f in files]
     clf.predict_batch(bodies[:a.max_batch], bs=a.max_batch)  # warm-up
     def raw_ips(bs, n=256):

@@ -1,8 +1,8 @@
 """Developer helper: edit notebooks as plain text and run them in place.
 
-    python tools/nbtool.py nb2py nbs/02_data.ipynb > /tmp/02_data.py   # notebook -> percent-format text
-    python tools/nbtool.py py2nb /tmp/02_data.py nbs/02_data.ipynb    # text -> notebook (outputs dropped)
-    python tools/nbtool.py run nbs/02_data.ipynb [--skip slow cuda]   # execute in place, keeping outputs
+    python tools/nbtool.py nb2py nbs/05_data.ipynb > /tmp/05_data.py   # notebook -> percent-format text
+    python tools/nbtool.py py2nb /tmp/05_data.py nbs/05_data.ipynb    # text -> notebook (outputs dropped)
+    python tools/nbtool.py run nbs/05_data.ipynb [--skip slow cuda]   # execute in place, keeping outputs
 
 The text format is the "percent" format that Jupytext and VS Code read: `# %%` opens a code cell,
 `# %% [markdown]` a markdown cell whose lines start with `# `. After `py2nb` + `run`, run `nbdev_clean`
