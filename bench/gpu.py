@@ -7,7 +7,7 @@
 Sections (each records ok/error in the table; one failing does not stop the others; the exit code is 1 if any failed):
   smoke        build_learner for resnet18/34/50 (random weights) and efficientnet_lite0 (pretrained), one epoch each with a
                probe that inspects the tensors (autocast on and bf16 inside the forward pass, channels_last feature maps,
-               finite losses and weights, pinned memory); then find_lr, fine_tune, Interpreter, gradcam, export_model and
+               finite losses and weights, pinned memory); then find_lr, fit_recipe, Interpreter, gradcam, export_model and
                Classifier.predict on the device
   throughput   resnet34 and resnet50 at 224, batch 256: images/s of the training phase of warm epochs, imgclf's recipe
                (presize cache + build_learner: bf16 + channels_last) vs plain fastai (ImageDataLoaders + vision_learner +
@@ -39,10 +39,13 @@ from imgclf.core import set_seed, shared_data
 from imgclf.data import from_folder
 from imgclf.learner import build_learner
 from imgclf.lr_find import find_lr
-from imgclf.cli import fine_tune, main as cli_main
-from imgclf.interpret import Interpreter, gradcam
-from imgclf.export import export_model, load_model
-from imgclf.distributed import distributed_context, find_lr_once, fit_resumable
+from imgclf.pipeline import fit_recipe
+from imgclf.cli import main as cli_main
+from imgclf.interpret import Interpreter
+from imgclf.gradcam import gradcam
+from imgclf.export import export_model, load_classifier
+from imgclf.distributed import distributed_context, find_lr_once
+from imgclf.resumable import fit_resumable
 # --------------------------------------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,14 +266,14 @@ def step(T, sec, name, fn):
     return T.add(sec, name, val, ok)
 
 def chain(a, s, T, learn, arch, data, tmp):
-    "find_lr -> fine_tune -> Interpreter -> gradcam -> export_model -> load_model(...).predict, on the device"
+    "find_lr -> fit_recipe -> Interpreter -> gradcam -> export_model -> load_classifier(...).predict, on the device"
     sec, st, dev = 'smoke', {}, expected(a.dry_run)['device']
     def lr():
         r = st['lr'] = find_lr(learn, num_it=s['lr_iters'], show_plot=False, stop_div=not a.dry_run)
         return math.isfinite(r.lr) and r.lr > 0, f"{r.lr:.2e} ({len(r.lrs)} points)"
     def tune():
         t = time.perf_counter()
-        with learn.no_bar(), learn.no_logging(): fine_tune(learn, 1, st['lr'].lr, freeze_epochs=1)
+        with learn.no_bar(), learn.no_logging(): fit_recipe(learn, 1, st['lr'].lr, freeze_epochs=1)
         v = [float(x) for x in learn.recorder.values[-1]]  # train loss, valid loss, accuracy, ...
         stages = '1 frozen + 1 unfrozen epoch' if learn.imgclf.get('pretrained') else '2 epochs (random weights: no frozen stage)'
         return weights_finite(learn.model) and all(map(math.isfinite, v)), f"valid loss {v[1]:.3f}, accuracy {v[2]:.3f} after {stages} ({time.perf_counter()-t:.1f} s)"
@@ -286,11 +289,11 @@ def chain(a, s, T, learn, arch, data, tmp):
         p = export_model(learn, tmp/f'model-{arch}'); st['model'] = p
         return (p/'weights.safetensors').exists(), f"{sum(f.stat().st_size for f in p.iterdir())/2**20:.1f} MiB"
     def predict():
-        clf = load_model(st['model']); pred = clf.predict(it_item())
+        clf = load_classifier(st['model']); pred = clf.predict(it_item())
         diff = float((pred.probs - st['it'].probs[0]).abs().max())  # fp32 Classifier vs the learner's mixed-precision pass
         ok = str(clf.device).startswith(dev) and finite(pred.probs) and abs(float(pred.probs.sum()) - 1) < 1e-3 and diff < 0.1
         return ok, f"{pred.label} {pred.probability:.3f} on {clf.device}; max |p - learner's p| {diff:.1e}"
-    for name, fn in (('find_lr', lr), ('fine_tune', tune), ('Interpreter', interp), ('gradcam', cam), ('export_model', export), ('Classifier.predict', predict)):
+    for name, fn in (('find_lr', lr), ('fit_recipe', tune), ('Interpreter', interp), ('gradcam', cam), ('export_model', export), ('Classifier.predict', predict)):
         if not step(T, sec, f'{arch}: {name}', fn): break
 
 # ---------------------------------------------------------------------------------------------------- 2. throughput
