@@ -163,8 +163,8 @@ def _walk_one(top, recurse, walked, files, links, todo):
         keep = sorted(d for d in dirs if not is_hidden(d)) if recurse else []
         todo += [Path(root)/d for d in keep if os.path.islink(os.path.join(root, d))]
         dirs[:] = [d for d in keep if not os.path.islink(os.path.join(root, d))]
-        files += [Path(root)/f for f in names
-                  if not is_hidden(f) and Path(f).suffix.lower() in IMAGE_EXTS and os.path.exists(os.path.join(root, f))]
+        files += [Path(root)/f for f in names if not is_hidden(f) and Path(f).suffix.lower() in IMAGE_EXTS
+                  and os.path.exists(os.path.join(root, f))]
 
 def walk_images(path:str|Path, # the folder to search
                 recurse:bool=True, # look in sub-folders too

@@ -56,7 +56,8 @@ def report_problems(problems:list, # dicts with `path` (or None) and `problem`
                     where:str='dls.problems', # where the whole list is, named when there are more than ten
                    )->str:
     "A message listing the first ten problems, for a warning or an error (paths as `path_text` shows them)"
-    lines = [f"  {path_text(p['path'])}: {p['problem']}" if p.get('path') else f"  {p['problem']}" for p in problems[:10]]
+    lines = [f"  {path_text(p['path'])}: {p['problem']}" if p.get('path') else f"  {p['problem']}"
+             for p in problems[:10]]
     more = f"\n  ... and {len(problems)-10} more (see {where})" if len(problems) > 10 else ''
     return f"{len(problems)} {what}:\n" + '\n'.join(lines) + more
 

@@ -151,7 +151,8 @@ def write_predictions(dls, # the training data (`imgclf.data.unlabelled_images` 
     if not files: return None
     res = predict_cmd(model, files, k=1, bs=bs, quiet=True)
     rows = pd.DataFrame([dict(path=path_text(r['path']), label=r.get('label', ''), probability=r.get('probability'),
-                              error=r.get('error', '')) for r in res], columns=['path', 'label', 'probability', 'error'])
+                              error=r.get('error', '')) for r in res],
+                        columns=['path', 'label', 'probability', 'error'])
     _save_table(rows, Path(out)/'predictions.csv', index=False)
     folder = path_text(Path(dls.imgclf['source']['path'])/dls.imgclf['source']['unlabelled'])
     return dict(n=len(rows), errors=int((rows.error != '').sum()), folder=folder)
@@ -262,7 +263,7 @@ def _versions(arch):
     return ' '.join(f"{p}={v(p)}" for p in pkgs if p)
 
 # %% ../nbs/20_pipeline.ipynb #17b24286
-def _smallest(body, arch, sizes=(224, 256, 320, 384, 512)):
+def _smallest(body, arch, sizes=(64, 128, 224, 320, 512)):
     "The smallest size `body` accepts: a working size first, then bisection below it"
     hi = next((s for s in sizes if _probe(body, s)), None)
     if hi is None:
@@ -315,7 +316,8 @@ def check_data(dls, # `DataLoaders` from `imgclf.data`
         raise DataError(f"class name(s) {reserved} are reserved: the cleaner's decisions are {KEEP!r} and {DELETE!r}",
                         "rename those class folders (or labels), e.g. keep -> keepers")
     problems = getattr(dls, 'problems', None)
-    if problems: _say(quiet, report_problems(problems, 'problem(s) with the data (all in manifest.json)', 'manifest.json'))
+    if problems:
+        _say(quiet, report_problems(problems, 'problem(s) with the data (all in manifest.json)', 'manifest.json'))
     return dls
 
 # %% ../nbs/20_pipeline.ipynb #84ddc0e9
