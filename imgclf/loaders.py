@@ -85,7 +85,7 @@ def check_table(df:pd.DataFrame, # the table (`path`, `label`, `split`)
     return _drop_bad(df, bad, on_bad_file), names + bad
 
 # %% ../nbs/04_loaders.ipynb #1e72fc4a
-SPLIT_ORDER = {'train': 0, 'valid': 1, 'test': 2}
+SPLIT_ORDER = {'train': 0, 'valid': 1, 'test': 2} # a file found in several splits stays in the first
 
 def _file_ids(paths):
     "{path: (device, inode, size)}; (path, 0, -1) for a file that cannot be read now"
@@ -131,13 +131,15 @@ def _one_label(table, ids):
                             "remove the link that puts it in a second class folder (copy the file if both are meant)")
 
 # %% ../nbs/04_loaders.ipynb #949e444a
+_HEAD = 4096 # bytes hashed first
+
 def _content_keys(t):
     "Rows of `t` (with `size`, `rank`) whose bytes another split has too, with a `key` equal for equal bytes"
     def shared(t, key): return t[t[key].map(t.groupby(key)['rank'].nunique()) > 1]
     t = shared(t.assign(key=t['size'].astype(str)), 'key')
-    with ThreadPoolExecutor(io_threads()) as ex: heads = list(ex.map(lambda p: _digest(p, 1 << 16), t.path))
+    with ThreadPoolExecutor(io_threads()) as ex: heads = list(ex.map(lambda p: _digest(p, _HEAD), t.path))
     t = shared(t.assign(key=t.key + ':' + pd.Series(heads, index=t.index, dtype=str)), 'key')
-    big = t.path[t['size'] > 1 << 16]
+    big = t.path[t['size'] > _HEAD]
     with ThreadPoolExecutor(io_threads()) as ex: full = dict(zip(big, ex.map(_digest, big)))
     return shared(t.assign(key=t.key + ':' + t.path.map(lambda p: full.get(p, ''))), 'key')
 
