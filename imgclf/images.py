@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'METHODS', 'PAD_MODES', 'MAX_ASPECT', 'image_name', 'check_pixels', 'open_image', 'presize_image',
-           'square', 'square_image', 'image_input', 'open_like_fastai', 'decode_errors']
+           'check_aspect', 'square', 'square_image', 'image_input', 'open_like_fastai', 'decode_errors']
 
 # %% ../nbs/01_images.ipynb #2c04e0f9
 import io, os, random, contextlib
@@ -108,6 +108,17 @@ def presize_image(img:Image.Image, # an RGB image
     box, new = _plan(*img.size, presize, method)
     if new != img.size or box != (0, 0, *img.size): img = _resize(img, new, box)
     return np.array(img)
+
+# %% ../nbs/01_images.ipynb #5bef9c16
+def check_aspect(im:Image.Image, # an opened image
+                 name:str, # how the error names the image
+                 max_aspect:float=MAX_ASPECT, # the largest ratio of long side to short side allowed
+                ):
+    "Raise a `DataError` if `im` is more elongated than `max_aspect`: for resizes that cannot cut a strip down first"
+    w, h = im.size
+    if max(w, h) > max_aspect*max(1, min(w, h)):
+        raise DataError(f"{name} is a {w}x{h} strip, more elongated than {max_aspect:g}:1, which this model's "
+                        f"preprocessing cannot resize in bounded memory", "crop the image to the part to classify")
 
 # %% ../nbs/01_images.ipynb #3e23bd28
 def square(a:np.ndarray, # a presized (H, W, 3) uint8 array
