@@ -105,12 +105,13 @@ class _Deadline:
     "Mixin for sockets: every send and receive ends by `self.deadline` (a `time.monotonic()` time)"
     deadline = float('inf')
     def _left(self):
+        "Set the timeout to the time left (returns None), or raise `TimeoutError` when none is"
         left = self.deadline - time.monotonic()
         if left <= 0: raise TimeoutError('the deadline has passed')
         self.settimeout(left)
-    def recv(self, *args): self._left(); return super().recv(*args)
-    def recv_into(self, *args): self._left(); return super().recv_into(*args)
-    def sendall(self, *args): self._left(); return super().sendall(*args)
+    def recv(self, *args): return self._left() or super().recv(*args)
+    def recv_into(self, *args): return self._left() or super().recv_into(*args)
+    def sendall(self, *args): return self._left() or super().sendall(*args)
 
 class _DeadlineSocket(_Deadline, socket.socket): pass
 class _DeadlineSSLSocket(_Deadline, ssl.SSLSocket): pass
@@ -119,8 +120,12 @@ def _open_socket(addr, deadline):
     "A TCP connection to the address `addr`, whose connect, sends and receives all end by `deadline`"
     s = _DeadlineSocket(socket.AF_INET6 if ':' in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
     s.deadline = deadline
-    try: s._left(); s.connect(addr)
-    except BaseException: s.close(); raise
+    try:
+        s._left()
+        s.connect(addr)
+    except BaseException:
+        s.close()
+        raise
     return s
 
 # %% ../nbs/17_serve.ipynb #62e15a78
