@@ -430,8 +430,12 @@ def load_data(data:str|Path, # a dataset folder, or a CSV file of image paths an
 
 # %% ../nbs/05_data.ipynb #f396b284
 class DataSummary:
-    "What `describe` found: `counts` (split x class), `sizes` (width, height), `formats`, `modes` and `problems`"
-    def __init__(self, counts, sizes, formats, modes, problems, info): store_attr()
+    "What `describe` found: `counts` (split x class), `sizes`, `formats`, `modes`, `problems`, paths relative to `root`"
+    def __init__(self, counts, sizes, formats, modes, problems, info, root=None): store_attr()
+    def _shown(self, path):
+        "`path` relative to the dataset root when it is inside it (shorter, and the same on every machine)"
+        if not path: return '-'
+        return str(Path(path).relative_to(self.root)) if self.root and Path(path).is_relative_to(self.root) else path
     def __repr__(self):
         w, h, i = self.sizes.width, self.sizes.height, self.info
         sizes = (f"width {w.min()}-{w.max()} (median {int(w.median())}), "
@@ -445,7 +449,7 @@ class DataSummary:
         if small:
             lines.append(f"note: {small} sampled image(s) are smaller than presize={i.get('presize')} "
                          "and get upsampled")
-        problems = ''.join(f"\n  {p['path'] or '-'}: {p['problem']}" for p in self.problems[:20])
+        problems = ''.join(f"\n  {self._shown(p['path'])}: {p['problem']}" for p in self.problems[:20])
         lines.append(f"problems: {len(self.problems)}" + problems)
         return '\n'.join(lines)
 
@@ -461,7 +465,7 @@ def describe(dls:DataLoaders, # from one of the `from_*` functions
             )->DataSummary:
     "Counts per split and class, image sizes and formats, the pipeline and the problems found"
     counts = pd.DataFrame(dls.class_counts).T
-    counts['total'] = counts.sum(1)
+    counts['total'] = counts.sum(axis=1)
     paths = dls.table.path.unique()
     if len(paths) > max_n: paths = np.random.default_rng(seed).choice(paths, max_n, replace=False)
     with ThreadPoolExecutor(io_threads()) as ex: hs = list(ex.map(_header, paths))
@@ -470,7 +474,7 @@ def describe(dls:DataLoaders, # from one of the `from_*` functions
     problems = list(dls.problems) + [dict(path=str(p), problem=f"{why}: check it with verify_folder")
                                      for p, why in suspects]
     formats, modes = collections.Counter(h[2] for h in hs if h[2]), collections.Counter(h[3] for h in hs if h[3])
-    return DataSummary(counts, sizes, formats, modes, problems, dls.imgclf)
+    return DataSummary(counts, sizes, formats, modes, problems, dls.imgclf, dls.path)
 
 # %% ../nbs/05_data.ipynb #76f17ed9
 def plot_class_counts(dls:DataLoaders, # from one of the `from_*` functions
