@@ -20,10 +20,12 @@ import numpy as np, torch
 # --- the imgclf API this script uses (one block: the library's module map may move) ---
 from imgclf.core import set_seed, shared_data
 from imgclf.datasets import npz_to_folder, sample_digits, arrays_to_folder
-from imgclf.data import from_folder, class_weights
-from imgclf.learner import build_learner, create_body, fit_head, fit_unfrozen
+from imgclf.data import from_folder
+from imgclf.loaders import class_weights
+from imgclf.models import body_for
+from imgclf.learner import build_learner, fit_head, fit_unfrozen
 from imgclf.lr_find import find_lr
-from imgclf.cli import train  # the pipeline: imgclf.pipeline after the refactor (issue 13)
+from imgclf.pipeline import train
 # ---
 
 ARCH = 'efficientnet_lite0'
@@ -151,16 +153,17 @@ def imgclf_run(ds, seed=0, size=None, lr=2e-3, lr_mult=10, freeze_epochs=1, epoc
 
 def _effnet(pretrained=True):
     "EfficientNet-Lite0 (imgclf's offline ImageNet weights) as a torchvision-style model, for fastai's `vision_learner`"
-    return torch.nn.Sequential(create_body(ARCH, pretrained=pretrained), torch.nn.AdaptiveAvgPool2d(1))
+    return torch.nn.Sequential(body_for(ARCH, pretrained=pretrained), torch.nn.AdaptiveAvgPool2d(1))
 
 def fastai_run(ds, seed=0, size=None, epochs=4, bs=64, preset='default'):
     "Plain fastai: `vision_learner` with the same body and data + `learn.fine_tune(epochs)`, every default"
-    from fastai.vision.learner import vision_learner
+    from fastai.vision.learner import vision_learner, create_head
     from fastai.metrics import accuracy
     from fastai.callback.channelslast import ChannelsLast
     size = size or ds['size']; t0 = time.perf_counter(); set_seed(seed)
     dls = load(ds, size, seed, preset=preset, bs=bs)
-    learn = vision_learner(dls, _effnet, metrics=accuracy, cbs=ChannelsLast())
+    # custom_head = the head vision_learner would build (fastai cannot count this body's features itself)
+    learn = vision_learner(dls, _effnet, metrics=accuracy, cbs=ChannelsLast(), custom_head=create_head(1280, dls.c))
     t1 = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fine_tune(epochs)
     t2 = time.perf_counter()
