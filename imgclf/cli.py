@@ -5,25 +5,25 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'error_line', 'Parser', 'Param', 'params', 'Command', 'build_parser', 'main']
 
-# %% ../nbs/21_cli.ipynb #82a9d1da
+# %% ../nbs/21_cli.ipynb #6bfa808a
 import os, sys, warnings
 
-# %% ../nbs/21_cli.ipynb #21733634
+# %% ../nbs/21_cli.ipynb #8a20de06
 def _as_program(): return __name__ == '__main__' or os.path.basename(sys.argv[0] if sys.argv else '') == 'imgclf'
 if _as_program() and 'torch' not in sys.modules:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read when torch loads
 
-# %% ../nbs/21_cli.ipynb #4aaa0c77
+# %% ../nbs/21_cli.ipynb #4f93a887
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning)  # fastai on torch >= 2.9
 
-# %% ../nbs/21_cli.ipynb #73dea420
+# %% ../nbs/21_cli.ipynb #815f0cb3
 import io, ast, argparse, tokenize, importlib, contextlib, functools
 from pathlib import Path
 from typing import NamedTuple
 import imgclf
 from .core import ImgclfError, ConfigError, deprecated_names
 
-# %% ../nbs/21_cli.ipynb #358db91d
+# %% ../nbs/21_cli.ipynb #bbb54677
 def error_line(e:ImgclfError, # the error to report
                max_len:int=400, # cut the problem at this many characters
               )->str:
@@ -33,13 +33,13 @@ def error_line(e:ImgclfError, # the error to report
     if len(msg) > max_len: msg = msg[:max_len-3] + '...'
     return f"imgclf: error: {msg}" + (f" (fix: {e.fix})" if e.fix else '')
 
-# %% ../nbs/21_cli.ipynb #aa3309ca
+# %% ../nbs/21_cli.ipynb #c2e1d3e8
 class Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are `ConfigError`s (printed by `main` as one line, exit code 2)"
     def error(self, message):
         raise ConfigError(message, f"see `{self.prog} --help`")
 
-# %% ../nbs/21_cli.ipynb #19ccf874
+# %% ../nbs/21_cli.ipynb #ce3b599c
 _REQUIRED = object() # the default of a parameter that has none
 
 class Param(NamedTuple):
@@ -70,7 +70,7 @@ def _literal(node):
     try: return ast.literal_eval(node)
     except ValueError: return None
 
-# %% ../nbs/21_cli.ipynb #a825ec48
+# %% ../nbs/21_cli.ipynb #caf62961
 def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.pipeline.train`
           )->dict:
     "{name: `Param`} of a function of imgclf, read from its module's source without importing it"
@@ -84,7 +84,7 @@ def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.
                            _docment(arg.lineno, comments, lines))
             for arg, default in zip(args, defaults)}
 
-# %% ../nbs/21_cli.ipynb #6d3338a1
+# %% ../nbs/21_cli.ipynb #ed2fc27c
 class Command(NamedTuple):
     "An `imgclf` command: the function it runs and its options, grouped for `--help`"
     func:str # 'module.function' it runs, e.g. 'pipeline.train'
@@ -96,14 +96,16 @@ class Command(NamedTuple):
     exit_code:object = None # result of `func` -> exit code (default: 0)
 
 _DATA = 'data (the layout is picked from these options)'
-def _data(size=True):
-    "The data options of `train`, `lr-find` and `interpret`"
-    tfms = ('size bs ' if size else '') + 'num_workers oversample preset method cache'
+def _data(size=True, oversample=True, bs=None):
+    "The data options of `train`, `lr-find` and `interpret` (`train` has its own `size` and `balance`)"
+    bs = size if bs is None else bs
+    tfms = ('size ' if size else '') + ('bs ' if bs else '') + 'num_workers ' + ('oversample ' if oversample else '')
+    tfms += 'preset method cache'
     return ((_DATA, 'data.load_data', 'csv label_re valid_pct valid test merge_valid_test'),
             (_DATA, 'loaders.make_dls', tfms))
 _MODEL = ('arch pretrained weights seed device')
 
-# %% ../nbs/21_cli.ipynb #fa0fde76
+# %% ../nbs/21_cli.ipynb #7ac753fa
 COMMANDS = dict(
     demo=Command('pipeline.demo',
                  'the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores',
@@ -119,10 +121,13 @@ COMMANDS = dict(
                    'imgclf train photos/ --valid-pct 0.2    # photos/<class>/*',
                    r"imgclf train pets/ --label-re '^(.*)_\d+\.jpg$'",
                    'imgclf train imgs/ --csv labels.csv --size 128 --epochs 5 --lr 1e-3',
+                   'imgclf train xrays/ --time-budget 10m --sensitivity 0.95   # plan size and epochs; a threshold',
                    'imgclf train imgclf-report/cleaned.csv --out run2    # retrain after imgclf clean',
                    'torchrun --nproc_per_node 2 -m imgclf.cli train data/ --distributed'),
-                  (*_data(), ('model', 'pipeline.train', _MODEL),
-                   ('training', 'pipeline.train', 'epochs freeze_epochs lr lr_mult num_it review duplicates name'),
+                  (*_data(size=False, oversample=False, bs=True), (_DATA, 'pipeline.train', 'size balance'),
+                   ('model', 'pipeline.train', _MODEL),
+                   ('training (the default recipe: see imgclf.pipeline)', 'pipeline.train',
+                    'time_budget epochs freeze_epochs lr lr_mult num_it threshold sensitivity review duplicates name'),
                    ('long and distributed runs (imgclf.resumable, imgclf.distributed)', 'pipeline.train',
                     'distributed run_dir resume auto_batch'),
                    ('report', 'pipeline.train', 'out overwrite progress quiet'))),
@@ -171,7 +176,7 @@ COMMANDS = dict(
                   dict(model_dir='MODEL', allow_hosts='--allow-host')),
 )
 
-# %% ../nbs/21_cli.ipynb #5c8d6423
+# %% ../nbs/21_cli.ipynb #c39ceca9
 class _Switch(argparse.BooleanOptionalAction):
     "`--x/--no-x`, with the help as given (argparse's own appends the default to it)"
     def __init__(self, *args, help=None, **kwargs):
@@ -192,7 +197,7 @@ def _kind(p:Param)->dict:
     if kinds & {'list', 'tuple'}: return dict(action='append', default=argparse.SUPPRESS)
     return dict(type=int if kinds == {'int'} else float if kinds == {'float'} else str)
 
-# %% ../nbs/21_cli.ipynb #d0604c84
+# %% ../nbs/21_cli.ipynb #11db86df
 def _add_options(parser, cmd):
     "The positional arguments and the options of `cmd`, in its groups"
     for p in params(cmd.func).values():
@@ -225,7 +230,7 @@ def build_parser()->Parser:
                                     formatter_class=_HelpFormatter), cmd)
     return p
 
-# %% ../nbs/21_cli.ipynb #2381d0c3
+# %% ../nbs/21_cli.ipynb #6e8d88ad
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"imgclf: warning: {' '.join(str(message).split())[:600]}", file=sys.stderr)
 
@@ -242,7 +247,7 @@ def _function(qualname):
     module, name = qualname.split('.')
     return getattr(importlib.import_module(f'imgclf.{module}'), name)
 
-# %% ../nbs/21_cli.ipynb #54ddb49e
+# %% ../nbs/21_cli.ipynb #d5b42b49
 def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         )->int:
     "The `imgclf` command: run a subcommand; errors the user can fix become one line on stderr and exit code 2"
@@ -265,11 +270,11 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         print("imgclf: interrupted", file=sys.stderr)
         return 130
 
-# %% ../nbs/21_cli.ipynb #7db27b66
+# %% ../nbs/21_cli.ipynb #c558fef0
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
 
-# %% ../nbs/21_cli.ipynb #0fbdb8ea
+# %% ../nbs/21_cli.ipynb #ff4e481f
 _MOVED = {name: f'imgclf.pipeline.{name}' for name in (
     'prepare_out', 'save_figure', 'choose_lr', 'stage_plan', 'interpret_learner', 'write_plots', 'write_report',
     'train', 'summary', 'demo', 'lr_find_cmd', 'interpret_cmd', 'REPORT_FILES', 'DEMO', 'SMOKE')}
