@@ -66,7 +66,7 @@ def datasets(root):
     if npz: res['pneumonia'] = dict(path=npz_to_folder(npz, root/'pneumoniamnist', vocab=['normal', 'pneumonia'],
                                                        splits={'train': 'train', 'val': 'valid', 'test': 'test'}), valid='valid', test='test', size=64)
     hym = shared_data('hymenoptera', quiet=True)
-    if hym: res['hymenoptera'] = dict(path=hym, valid='val', test=None, size=128)
+    if hym: res['hymenoptera'] = dict(path=hym, valid='val', test=None, size=128)  # compare: imgclf's own size (224)
     res['digits'] = dict(path=sample_digits(root/'digits'), valid='valid', test='test', size=48)
     tiny = shared_data('mnist_tiny', quiet=True)
     if tiny: res['mnist_tiny'] = dict(path=tiny, valid='valid', test=None, size=48)
@@ -191,7 +191,7 @@ def imgclf_default(ds, seed=0, size=None, out=None, **kwargs):
     m = train(ds['path'], out, size=size or ds['size'], valid=ds['valid'], test=ds['test'] or '', seed=seed, review=0,
               overwrite=True, progress=False, quiet=True, num_workers=0, **kwargs)
     held = m.get('test', m['valid'])
-    return dict(kind='imgclf', seed=seed, size=size or ds['size'], acc=held['accuracy'], bal=held.get('balanced_accuracy'),
+    return dict(kind='imgclf', seed=seed, size=m['size'], acc=held['accuracy'], bal=held.get('balanced_accuracy'),
                 on='test' if 'test' in m else 'valid', valid=m['valid']['accuracy'], seconds=round(time.perf_counter()-t0, 1),
                 epochs=m.get('recipe', {}).get('epochs', {}).get('value'), load=os.getloadavg()[0], recipe=m.get('recipe'))
 
@@ -203,7 +203,8 @@ def compare(ds, a):
     for n in names:
         for s in a.seeds:
             out = Path(tempfile.mkdtemp(prefix=f'imgclf-bench-recipe-{n}-'))
-            try: r = imgclf_default(ds[n], s, a.size, out)
+            if n == 'hymenoptera' and not a.size: ds[n] = {**ds[n], 'size': None}  # photos: the default size
+            try: r = imgclf_default(ds[n], s, a.size, out, **({'time_budget': a.time_budget} if a.time_budget else {}))
             finally: shutil.rmtree(out, ignore_errors=True)
             f = fastai_run(ds[n], s, r['size'], epochs=max(1, (r['epochs'] or 4)), bs=a.bs)
             fh = f['last'].get('test', f['last']['valid']); fs = f['data_s'] + f['train_s']
@@ -239,6 +240,7 @@ def main():
     p.add_argument('--preset', default='default'); p.add_argument('--bs', type=int, default=64)
     p.add_argument('--fastai', action='store_true', help='exp: plain fastai fine_tune(epochs) instead')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--time-budget', help="compare: imgclf's run gets this time budget (e.g. 10m)")
     p.add_argument('--root', default=str(Path(tempfile.gettempdir())/'imgclf-bench-recipe'))
     p.add_argument('--log', help='append one JSON line per run to this file')
     a = p.parse_args()

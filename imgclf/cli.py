@@ -5,25 +5,25 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'error_line', 'Parser', 'Param', 'params', 'Command', 'build_parser', 'main']
 
-# %% ../nbs/21_cli.ipynb #6bfa808a
+# %% ../nbs/21_cli.ipynb #82a9d1da
 import os, sys, warnings
 
-# %% ../nbs/21_cli.ipynb #8a20de06
+# %% ../nbs/21_cli.ipynb #21733634
 def _as_program(): return __name__ == '__main__' or os.path.basename(sys.argv[0] if sys.argv else '') == 'imgclf'
 if _as_program() and 'torch' not in sys.modules:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read when torch loads
 
-# %% ../nbs/21_cli.ipynb #4f93a887
+# %% ../nbs/21_cli.ipynb #4aaa0c77
 warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning)  # fastai on torch >= 2.9
 
-# %% ../nbs/21_cli.ipynb #815f0cb3
+# %% ../nbs/21_cli.ipynb #73dea420
 import io, ast, argparse, tokenize, importlib, contextlib, functools
 from pathlib import Path
 from typing import NamedTuple
 import imgclf
 from .core import ImgclfError, ConfigError, deprecated_names
 
-# %% ../nbs/21_cli.ipynb #bbb54677
+# %% ../nbs/21_cli.ipynb #358db91d
 def error_line(e:ImgclfError, # the error to report
                max_len:int=400, # cut the problem at this many characters
               )->str:
@@ -33,13 +33,13 @@ def error_line(e:ImgclfError, # the error to report
     if len(msg) > max_len: msg = msg[:max_len-3] + '...'
     return f"imgclf: error: {msg}" + (f" (fix: {e.fix})" if e.fix else '')
 
-# %% ../nbs/21_cli.ipynb #c2e1d3e8
+# %% ../nbs/21_cli.ipynb #aa3309ca
 class Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are `ConfigError`s (printed by `main` as one line, exit code 2)"
     def error(self, message):
         raise ConfigError(message, f"see `{self.prog} --help`")
 
-# %% ../nbs/21_cli.ipynb #ce3b599c
+# %% ../nbs/21_cli.ipynb #19ccf874
 _REQUIRED = object() # the default of a parameter that has none
 
 class Param(NamedTuple):
@@ -70,7 +70,7 @@ def _literal(node):
     try: return ast.literal_eval(node)
     except ValueError: return None
 
-# %% ../nbs/21_cli.ipynb #caf62961
+# %% ../nbs/21_cli.ipynb #a825ec48
 def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.pipeline.train`
           )->dict:
     "{name: `Param`} of a function of imgclf, read from its module's source without importing it"
@@ -84,7 +84,7 @@ def params(qualname:str, # 'module.function', e.g. 'pipeline.train' for `imgclf.
                            _docment(arg.lineno, comments, lines))
             for arg, default in zip(args, defaults)}
 
-# %% ../nbs/21_cli.ipynb #ed2fc27c
+# %% ../nbs/21_cli.ipynb #6d3338a1
 class Command(NamedTuple):
     "An `imgclf` command: the function it runs and its options, grouped for `--help`"
     func:str # 'module.function' it runs, e.g. 'pipeline.train'
@@ -105,7 +105,7 @@ def _data(size=True, oversample=True, bs=None):
             (_DATA, 'loaders.make_dls', tfms))
 _MODEL = ('arch pretrained weights seed device')
 
-# %% ../nbs/21_cli.ipynb #7ac753fa
+# %% ../nbs/21_cli.ipynb #fa0fde76
 COMMANDS = dict(
     demo=Command('pipeline.demo',
                  'the whole workflow on the embedded digits, offline, in under 3 minutes on 2 CPU cores',
@@ -176,7 +176,7 @@ COMMANDS = dict(
                   dict(model_dir='MODEL', allow_hosts='--allow-host')),
 )
 
-# %% ../nbs/21_cli.ipynb #c39ceca9
+# %% ../nbs/21_cli.ipynb #5c8d6423
 class _Switch(argparse.BooleanOptionalAction):
     "`--x/--no-x`, with the help as given (argparse's own appends the default to it)"
     def __init__(self, *args, help=None, **kwargs):
@@ -197,7 +197,7 @@ def _kind(p:Param)->dict:
     if kinds & {'list', 'tuple'}: return dict(action='append', default=argparse.SUPPRESS)
     return dict(type=int if kinds == {'int'} else float if kinds == {'float'} else str)
 
-# %% ../nbs/21_cli.ipynb #11db86df
+# %% ../nbs/21_cli.ipynb #d0604c84
 def _add_options(parser, cmd):
     "The positional arguments and the options of `cmd`, in its groups"
     for p in params(cmd.func).values():
@@ -230,7 +230,7 @@ def build_parser()->Parser:
                                     formatter_class=_HelpFormatter), cmd)
     return p
 
-# %% ../nbs/21_cli.ipynb #6e8d88ad
+# %% ../nbs/21_cli.ipynb #2381d0c3
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"imgclf: warning: {' '.join(str(message).split())[:600]}", file=sys.stderr)
 
@@ -247,7 +247,7 @@ def _function(qualname):
     module, name = qualname.split('.')
     return getattr(importlib.import_module(f'imgclf.{module}'), name)
 
-# %% ../nbs/21_cli.ipynb #d5b42b49
+# %% ../nbs/21_cli.ipynb #54ddb49e
 def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         )->int:
     "The `imgclf` command: run a subcommand; errors the user can fix become one line on stderr and exit code 2"
@@ -270,11 +270,11 @@ def main(argv:list|None=None, # the arguments (default: `sys.argv[1:]`)
         print("imgclf: interrupted", file=sys.stderr)
         return 130
 
-# %% ../nbs/21_cli.ipynb #c558fef0
+# %% ../nbs/21_cli.ipynb #7db27b66
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
 
-# %% ../nbs/21_cli.ipynb #ff4e481f
+# %% ../nbs/21_cli.ipynb #0fbdb8ea
 _MOVED = {name: f'imgclf.pipeline.{name}' for name in (
     'prepare_out', 'save_figure', 'choose_lr', 'stage_plan', 'interpret_learner', 'write_plots', 'write_report',
     'train', 'summary', 'demo', 'lr_find_cmd', 'interpret_cmd', 'REPORT_FILES', 'DEMO', 'SMOKE')}

@@ -9,7 +9,7 @@ __all__ = ['REPORT_FILES', 'RECIPE', 'BALANCES', 'DEMO', 'SMOKE', 'prepare_out',
            'fit_recipe', 'interpret_learner', 'write_plots', 'write_report', 'Stopwatch', 'decide', 'train', 'summary',
            'demo', 'lr_find_cmd', 'interpret_cmd']
 
-# %% ../nbs/20_pipeline.ipynb #0bd51f6b
+# %% ../nbs/20_pipeline.ipynb #285b171f
 import sys, re, json, math, time, contextlib
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +33,7 @@ from .interpret import Interpreter
 from .review import review_queue, dataset_table
 from .export import export_model, load_classifier, model_folder
 
-# %% ../nbs/20_pipeline.ipynb #9a7481df
+# %% ../nbs/20_pipeline.ipynb #ce081cec
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
                 'classification_report.csv', 'review_queue.csv', 'dataset.csv', 'model')
 
@@ -55,7 +55,7 @@ def _command_of(out):
     try: return json.loads((Path(out)/'metrics.json').read_text()).get('command')
     except (OSError, ValueError, AttributeError): return None
 
-# %% ../nbs/20_pipeline.ipynb #d5cbac76
+# %% ../nbs/20_pipeline.ipynb #908f0074
 def save_figure(fig, # a matplotlib figure
                 fn:str|Path, # the PNG to write
                 dpi:int=80, # resolution: the report's figures are small
@@ -67,7 +67,7 @@ def save_figure(fig, # a matplotlib figure
 
 def _save_table(df, fn, index=True): return atomic_write(fn, df.to_csv(index=index))
 
-# %% ../nbs/20_pipeline.ipynb #7e8e94c8
+# %% ../nbs/20_pipeline.ipynb #efdfb967
 RECIPE = dict(lr=2e-3, lr_mult=1., freeze_epochs=1, epochs=4, max_ratio=3., min_size=64, max_size=224, max_epochs=16)
 
 class RecipeCard:
@@ -86,7 +86,7 @@ class RecipeCard:
     def as_dict(self)->dict: return {k: dict(v) for k, v in self.rows.items()}
     def options(self)->str: return ' '.join(v['option'] for v in self.rows.values() if v['option'])
 
-# %% ../nbs/20_pipeline.ipynb #188f0f2d
+# %% ../nbs/20_pipeline.ipynb #dfe751df
 def _show(v): return f"{v:.2g}" if isinstance(v, float) else str(v)
 
 @patch
@@ -95,7 +95,7 @@ def __repr__(self:RecipeCard):
     rows = [f"  {k:<{w}}  {_show(v['value'])}: {v['why']}" for k, v in self.rows.items()]
     return '\n'.join(['recipe:', *rows, f"  (to repeat it: {self.options()})"])
 
-# %% ../nbs/20_pipeline.ipynb #e7a1a017
+# %% ../nbs/20_pipeline.ipynb #c6aadc19
 def _short_sides(paths, n=200, seed=0):
     "Short sides of (a seeded sample of) the images, read from their headers"
     paths = list(paths)
@@ -119,7 +119,7 @@ def choose_size(paths, # the training images (a sample of 200 is read)
     m = int(np.median(sides)); s = int(min(max_size, max(min_size, 32*math.ceil(2*m/32))))
     return s, f"the images' median short side is {m} px"
 
-# %% ../nbs/20_pipeline.ipynb #e77185a6
+# %% ../nbs/20_pipeline.ipynb #c7aba0e0
 BALANCES = ('auto', 'weights', 'oversample', 'none')
 
 def choose_balance(counts:dict, # training images per class
@@ -134,7 +134,7 @@ def choose_balance(counts:dict, # training images per class
     if big > max_ratio*small: return 'weights', f"{ratio} (over {max_ratio:g}x): loss weighted by class"
     return 'none', f"{ratio} (at most {max_ratio:g}x)"
 
-# %% ../nbs/20_pipeline.ipynb #571be8ed
+# %% ../nbs/20_pipeline.ipynb #9c507d3a
 def recipe_lr(res, # the `LRFindResult` of the frozen learner, or None
               prior:float=RECIPE['lr'], # fastai's `fine_tune` base_lr
              )->tuple:
@@ -146,7 +146,7 @@ def recipe_lr(res, # the `LRFindResult` of the frozen learner, or None
     if at <= start: return prior, f"fastai's fine_tune default; the LR finder agrees (loss still falling there, valley {res.lr:.1e})"
     return res.lr, f"the LR finder's valley: at the default {prior:.0e} its loss is already above its start"
 
-# %% ../nbs/20_pipeline.ipynb #9f838b3d
+# %% ../nbs/20_pipeline.ipynb #9db8aee5
 class KeepBest(Callback):
     "Remember the weights of the epoch with the lowest `monitor` and put them back after the fit (in memory)"
     order = 61 # after the Recorder has the epoch's values
@@ -159,7 +159,7 @@ class KeepBest(Callback):
     def after_fit(self):
         if self.state is not None and self.best_epoch != self.epoch: self.learn.model.load_state_dict(self.state)
 
-# %% ../nbs/20_pipeline.ipynb #e7d770d0
+# %% ../nbs/20_pipeline.ipynb #ab4cd17c
 _UNITS = {'s': 1, 'sec': 1, 'm': 60, 'min': 60, 'h': 3600}
 
 def parse_budget(budget, # seconds, or a string such as '300s', '5m', '1.5h', '1h30m'; None: no budget
@@ -174,7 +174,7 @@ def parse_budget(budget, # seconds, or a string such as '300s', '5m', '1.5h', '1
     if not s or s <= 0: raise ConfigError(f"time budget {budget!r} is not a duration", "pass e.g. --time-budget 5m, 90s, 1.5h or 1h30m")
     return s
 
-# %% ../nbs/20_pipeline.ipynb #f15405ec
+# %% ../nbs/20_pipeline.ipynb #2ca9bfd6
 class _BatchTimer(Callback):
     "Time `n` training batches after one warm-up batch, then cancel the fit"
     order = 99
@@ -202,7 +202,7 @@ def epoch_seconds(learn, # the learner
     "One epoch's seconds: every training batch, and a validation pass (about a third of a training batch each)"
     return per_batch*(len(learn.dls.train) + len(learn.dls.valid)/3)
 
-# %% ../nbs/20_pipeline.ipynb #c2b1a281
+# %% ../nbs/20_pipeline.ipynb #9193c13a
 def _report_seconds(learn, per_batch):
     "The report's share of a budget: predicting the validation and test sets, plus plots, review queue and export"
     n = len(learn.dls.valid) + (len(learn.dls[learn.dls.test_idx]) if getattr(learn.dls, 'test_idx', None) else 0)
@@ -235,7 +235,7 @@ def plan_epochs(seconds_left:float, # seconds of the budget left after the head'
     e = max(1, min(max_epochs, n))
     return e, f"~{epoch_s:.0f}s an epoch, {seconds_left:.0f}s of the budget left" + (f" (capped at {max_epochs})" if n > max_epochs else '')
 
-# %% ../nbs/20_pipeline.ipynb #0c46a86f
+# %% ../nbs/20_pipeline.ipynb #3bf54a4e
 class Deadline(Callback):
     "Stop a fit after an epoch when the next one would end after `deadline` (a `time.time()`)"
     order = 62
@@ -247,7 +247,7 @@ class Deadline(Callback):
             self.stopped_after = self.epoch + 1
             raise CancelFitException()
 
-# %% ../nbs/20_pipeline.ipynb #8fb88749
+# %% ../nbs/20_pipeline.ipynb #2e1df517
 def choose_threshold(probs:torch.Tensor, # (N, 2) validation probabilities
                      targets:torch.Tensor, # (N,) validation labels
                      pos:int=1, # the positive class
@@ -274,7 +274,7 @@ def apply_threshold(interp, # an `Interpreter` of a two-class model
     interp._cm = None
     return interp
 
-# %% ../nbs/20_pipeline.ipynb #bb9ec213
+# %% ../nbs/20_pipeline.ipynb #f4df202a
 def choose_lr(learn, # the learner, frozen as it will start training
               lr:float|str='auto', # a rate, 'auto' (see `recipe_lr`) or a suggestion name ('valley', 'minimum', ...)
               num_it:int=100, # iterations of the LR finder
@@ -292,7 +292,7 @@ def choose_lr(learn, # the learner, frozen as it will start training
                           "pass lr='auto' (--lr auto) or a number")
     return res.suggestions[lr], res
 
-# %% ../nbs/20_pipeline.ipynb #5937065d
+# %% ../nbs/20_pipeline.ipynb #cebf1595
 class StagePlan(NamedTuple):
     "The stages of the training recipe"
     freeze_epochs:int # epochs of the head alone, the body frozen
@@ -328,7 +328,7 @@ def fit_recipe(learn, # a learner from `build_learner`
     if best and best[0].best_epoch is not None: learn.imgclf['best_epoch'] = best[0].best_epoch + 1
     return learn
 
-# %% ../nbs/20_pipeline.ipynb #7f7e3c8a
+# %% ../nbs/20_pipeline.ipynb #b160defe
 def interpret_learner(learn)->dict:
     "{'valid': Interpreter, 'test': Interpreter (when `learn.dls` has a labelled test set)}"
     res = {'valid': Interpreter.from_learner(learn, ds_idx=1)}
@@ -344,7 +344,7 @@ def _split_metrics(interp):
     return dict(accuracy=round(interp.accuracy, 6), balanced_accuracy=round(_balanced_accuracy(interp), 6),
                 error_rate=round(1-interp.accuracy, 6), loss=round(float(interp.losses.mean()), 6), n=len(interp))
 
-# %% ../nbs/20_pipeline.ipynb #6c71231d
+# %% ../nbs/20_pipeline.ipynb #94582732
 def _has_history(learn): return any(isinstance(c, TrainingHistory) and c.fits for c in learn.cbs)
 
 def write_plots(interp:Interpreter, # the predictions to draw (the learner's, for the loss curve)
@@ -361,7 +361,7 @@ def write_plots(interp:Interpreter, # the predictions to draw (the learner's, fo
     files.append(_save_table(interp.classification_report().round(4), out/'classification_report.csv'))
     return files
 
-# %% ../nbs/20_pipeline.ipynb #984a25e0
+# %% ../nbs/20_pipeline.ipynb #40057779
 def _metrics(interps, learn, lr, lr_res, command):
     info = learn.imgclf
     metrics = dict(command=command, accuracy=None, arch=info['arch'], pretrained=info['pretrained'],
@@ -373,7 +373,7 @@ def _metrics(interps, learn, lr, lr_res, command):
     if info.get('recipe'): metrics['recipe'] = info['recipe']
     return metrics
 
-# %% ../nbs/20_pipeline.ipynb #c14a7ae4
+# %% ../nbs/20_pipeline.ipynb #30b8591d
 def write_report(learn, # a trained learner (with a `TrainingHistory`)
                  out:str|Path, # the report folder (already prepared)
                  lr:float, # the learning rate it was trained with
@@ -406,7 +406,7 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
     save_json(manifest, out/'manifest.json')
     return metrics
 
-# %% ../nbs/20_pipeline.ipynb #82ebbf0f
+# %% ../nbs/20_pipeline.ipynb #4d6ca33a
 def _long_run_modules():
     "`imgclf.distributed` and `imgclf.resumable`, imported now"
     try: from imgclf import distributed, resumable
@@ -436,7 +436,7 @@ def _plan_run(out, distributed, run_dir, resume, auto_batch, quiet):
         print("note: distributed, but not started by torchrun or accelerate launch: training in this one process")
     return _Run(dist, resumable, run_dir, mode, auto_batch, dist.rank_zero())
 
-# %% ../nbs/20_pipeline.ipynb #8e095e97
+# %% ../nbs/20_pipeline.ipynb #c482aa18
 def _broadcast(value):
     "`value` from the first process, on every process (a no-op in one process)"
     import torch.distributed as td
@@ -451,7 +451,7 @@ def _resumed_lr(run):
     except (OSError, ValueError, KeyError, IndexError): return None
     return v[1] if isinstance(v, list) else v
 
-# %% ../nbs/20_pipeline.ipynb #1adf605b
+# %% ../nbs/20_pipeline.ipynb #84ddc0e9
 class Stopwatch:
     "Seconds spent in each named step of a run, and in all of them"
     def __init__(self):
@@ -465,7 +465,7 @@ class Stopwatch:
     @property
     def total(self)->float: return round(time.time() - self.start, 1)
 
-# %% ../nbs/20_pipeline.ipynb #3ad2230c
+# %% ../nbs/20_pipeline.ipynb #791da9b6
 def _learner(dls, arch, pretrained, weights, device, distributed, seed, loss_func=None):
     "The learner of `train` and `lr_find_cmd`; on the CPU with channels-last convolutions (1.7-1.9x faster, measured)"
     device = pick_device(device)
@@ -492,7 +492,7 @@ def _check_train_args(epochs, freeze_epochs, lr, review, duplicates):
         raise ConfigError(f"duplicates={duplicates!r}", "use exact, near or none")
     return check_lr(lr, names=('auto', *SUGGESTIONS))
 
-# %% ../nbs/20_pipeline.ipynb #2623034c
+# %% ../nbs/20_pipeline.ipynb #9c3eb892
 def _lr_stage(learn, lr, num_it, out, run):
     "The learning rate and the LR finder's result (found on the first process); (None, None) to go on resuming"
     if run.resume and _broadcast((Path(run.run_dir)/run.resumable.CHECKPOINT).exists() if run.rank0 else None):
@@ -520,7 +520,7 @@ def _training_line(learn, lr, lr_res, run, epochs, freeze_epochs):
     frozen = freeze_epochs if learn.imgclf['pretrained'] else 0
     return f"{rate}; training {learn.imgclf['arch']} at {learn.dls.imgclf['size']} px, {frozen} frozen + {epochs} unfrozen epochs"
 
-# %% ../nbs/20_pipeline.ipynb #0bff6af2
+# %% ../nbs/20_pipeline.ipynb #00e13a42
 def _recipe_data(data, size, balance, seed, card, kwargs):
     "The DataLoaders at the chosen image size, with the chosen class balance (both written on `card`)"
     dls = load_data(data, seed=seed, size=size or RECIPE['min_size'], **kwargs)
@@ -534,7 +534,7 @@ def _recipe_data(data, size, balance, seed, card, kwargs):
 def _loss(dls, balance):
     return CrossEntropyLossFlat(weight=class_weights(dls)) if balance == 'weights' else None
 
-# %% ../nbs/20_pipeline.ipynb #1943fc0f
+# %% ../nbs/20_pipeline.ipynb #9423655a
 def _budget_size(learn, make, card, budget, epochs, freeze_epochs, finder_its):
     "A time budget's first look: the learner at the largest size whose schedule fits (written on `card`)"
     size0 = card['size']
@@ -556,7 +556,7 @@ def _replan(learn, budget, card, max_epochs=RECIPE['max_epochs']):
         return card.add('epochs', e, why, f'--epochs {e}')
     return replan
 
-# %% ../nbs/20_pipeline.ipynb #5414475d
+# %% ../nbs/20_pipeline.ipynb #b77a7fe1
 def decide(learn, # a trained two-class learner
            interps:dict, # its predictions (`interpret_learner`): the threshold is chosen on 'valid'
            threshold:float|str|None=None, # None: argmax; 'balanced': chosen on validation; or a probability
@@ -579,7 +579,7 @@ def decide(learn, # a trained two-class learner
     if card is not None: card.add('threshold', th, f"P({learn.dls.vocab[pos]}) >= {th:.3f}: {why}", f'--threshold {th:.4g}')
     return interps
 
-# %% ../nbs/20_pipeline.ipynb #48407b58
+# %% ../nbs/20_pipeline.ipynb #d72745c0
 @delegates(load_data, but=['seed', 'size', 'oversample'])
 def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split] (see `imgclf.data.load_data`)
           out:str|Path='imgclf-report', # the report folder
@@ -628,6 +628,8 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
             lr = card.add('lr', RECIPE['lr'], f"fastai's fine_tune default; the LR finder was skipped (~{0.7*budget.per_batch*num_it:.0f}s)", f"--lr {RECIPE['lr']:g}")
     _say(quiet, f"data: {_describe_data(learn.dls)} ({watch.lap('data'):.0f}s)")
     if pretrained and not freeze_epochs: learn.unfreeze()  # the LR finder sees the network as training will start
+    # the finder only checks 2e-3: on a small dataset, not more batches than the training itself (at least 30)
+    if lr == 'auto': num_it = min(num_it, max(30, (freeze_epochs + epochs)*len(learn.dls.train)))
     with (run.dist.distributed_context(learn) if distributed else contextlib.nullcontext()):
         asked, (lr, lr_res) = lr, _lr_stage(learn, lr, num_it, out, run)
         watch.lap('lr_find')
@@ -655,7 +657,7 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
     if not quiet: print(summary(metrics, out))
     return metrics
 
-# %% ../nbs/20_pipeline.ipynb #21014863
+# %% ../nbs/20_pipeline.ipynb #8706c34c
 def summary(metrics:dict, # the metrics `train` returned
             out:str|Path, # the report folder
            )->str:
@@ -673,7 +675,7 @@ def summary(metrics:dict, # the metrics `train` returned
         f"then `imgclf clean {out}`",
         f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`"])
 
-# %% ../nbs/20_pipeline.ipynb #dc3d1778
+# %% ../nbs/20_pipeline.ipynb #cf5350a0
 DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=60, lr_mult=3, preset='none', num_workers=0,
             cache='memory', review=50)
 SMOKE = dict(size=32, bs=8, epochs=1, freeze_epochs=1, lr='auto', num_it=20, preset='none', num_workers=0,
@@ -684,7 +686,7 @@ def _demo_data(smoke):
     if smoke: return sample_digits(imgclf_home()/'data'/'digits-smoke', n_train=4, n_valid=2, n_test=2)
     return sample_digits()
 
-# %% ../nbs/20_pipeline.ipynb #53fe6b32
+# %% ../nbs/20_pipeline.ipynb #a32aad24
 def demo(out:str|Path='imgclf-report', # the report folder (a previous demo report there is replaced)
          smoke:bool=False, # a seconds-long run of every step on a few images (checks the install; used by CI)
          progress:bool|None=None, # fastai's progress bars (default: on a terminal; else one line per epoch)
@@ -694,7 +696,7 @@ def demo(out:str|Path='imgclf-report', # the report folder (a previous demo repo
     return train(_demo_data(smoke), out, overwrite='demo', progress=progress, quiet=quiet, command='demo',
                  name='imgclf-demo-digits', **(SMOKE if smoke else DEMO))
 
-# %% ../nbs/20_pipeline.ipynb #89a07665
+# %% ../nbs/20_pipeline.ipynb #6635e54d
 @delegates(load_data, but=['seed'])
 def lr_find_cmd(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
                 out:str|Path='imgclf-lr-find', # where lr_find.png and lr_find.json go
@@ -720,7 +722,7 @@ def lr_find_cmd(data:str|Path, # a dataset folder, or a CSV file of path,label[,
     if not quiet: print(f"{res}\nwrote {out/'lr_find.png'} and lr_find.json")
     return res
 
-# %% ../nbs/20_pipeline.ipynb #bedae0c6
+# %% ../nbs/20_pipeline.ipynb #898e3c7f
 def _pick_split(table, dls, split):
     src = dls.imgclf.get('source', {})
     if split is None: split = 'all' if src.get('train') == '.' else 'test' if (table.split == 'test').any() else 'valid'
@@ -740,7 +742,7 @@ def _interpreter(clf, rows, split, bs):
     targets, items = torch.tensor([o2i[label] for label in rows.label]), rows.path.tolist()
     return Interpreter(clf.get_probs(items, bs=bs), targets, clf.vocab, items=items, split=split)
 
-# %% ../nbs/20_pipeline.ipynb #b6df9af8
+# %% ../nbs/20_pipeline.ipynb #d7e5f570
 @delegates(load_data, but=['size', 'seed'])
 def interpret_cmd(model:str|Path, # a model folder (or a report folder holding model/)
                   data:str|Path, # labelled images: a dataset folder or a CSV, in any layout `train` reads
@@ -773,5 +775,5 @@ def interpret_cmd(model:str|Path, # a model folder (or a report folder holding m
               f"(confusion_matrix.png, top_losses.png, classification_report.csv, review_queue.csv: {len(queue)} rows)")
     return metrics
 
-# %% ../nbs/20_pipeline.ipynb #5f32d0ea
+# %% ../nbs/20_pipeline.ipynb #6a30dcfb
 __getattr__ = deprecated_names(__name__, {'fine_tune': 'imgclf.pipeline.fit_recipe'})
