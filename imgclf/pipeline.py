@@ -116,7 +116,8 @@ def choose_size(paths, # the training images (a sample of 200 is read)
     if size: return size, 'asked for'
     sides = _short_sides(paths)
     if not sides: return max_size, 'the default (no image header could be read)'
-    m = int(np.median(sides)); s = int(min(max_size, max(min_size, 32*math.ceil(2*m/32))))
+    m = int(np.median(sides))
+    s = int(min(max_size, max(min_size, 32*math.ceil(2*m/32))))
     return s, f"the images' median short side is {m} px"
 
 # %% ../nbs/20_pipeline.ipynb #c7aba0e0
@@ -124,7 +125,7 @@ BALANCES = ('auto', 'weights', 'oversample', 'none')
 
 def choose_balance(counts:dict, # training images per class
                    balance:str='auto', # 'auto', 'weights', 'oversample' or 'none'
-                   max_ratio:float=RECIPE['max_ratio'], # 'auto' balances when the largest class is over this times the smallest
+                   max_ratio:float=RECIPE['max_ratio'], # 'auto' balances above this ratio of largest to smallest class
                   )->tuple:
     "(balance, why): a class-weighted loss when the classes are imbalanced, else nothing"
     if balance not in BALANCES: raise ConfigError(f"balance={balance!r}", f"use one of {', '.join(BALANCES)}")
@@ -143,14 +144,16 @@ def recipe_lr(res, # the `LRFindResult` of the frozen learner, or None
     x, y = np.log10(np.asarray(res.lrs[:len(res.loss)], dtype=float)), np.asarray(res.loss, dtype=float)
     start = float(np.min(y[:max(3, len(y)//10)]))
     at = float(np.interp(np.log10(prior), x, y, right=np.inf))
-    if at <= start: return prior, f"fastai's fine_tune default; the LR finder agrees (loss still falling there, valley {res.lr:.1e})"
+    if at <= start:
+        return prior, f"fastai's fine_tune default; the LR finder agrees (loss still falling; valley {res.lr:.1e})"
     return res.lr, f"the LR finder's valley: at the default {prior:.0e} its loss is already above its start"
 
 # %% ../nbs/20_pipeline.ipynb #9db8aee5
 class KeepBest(Callback):
     "Remember the weights of the epoch with the lowest `monitor` and put them back after the fit (in memory)"
     order = 61 # after the Recorder has the epoch's values
-    def __init__(self, monitor:str='valid_loss'): self.monitor, self.best, self.state, self.best_epoch = monitor, math.inf, None, None
+    def __init__(self, monitor:str='valid_loss'):
+        self.monitor, self.best, self.state, self.best_epoch = monitor, math.inf, None, None
     def after_epoch(self):
         v = float(self.recorder.values[-1][list(self.recorder.metric_names[1:-1]).index(self.monitor)])
         if v < self.best:
@@ -170,8 +173,10 @@ def parse_budget(budget, # seconds, or a string such as '300s', '5m', '1.5h', '1
     else:
         text = str(budget).strip().lower()
         parts = re.findall(r'(\d+(?:\.\d+)?)\s*(h|min|m|sec|s)?', text)
-        s = sum(float(n)*_UNITS[u or 's'] for n, u in parts) if parts and not re.sub(r'[\d.\s]|min|sec|h|m|s', '', text) else None
-    if not s or s <= 0: raise ConfigError(f"time budget {budget!r} is not a duration", "pass e.g. --time-budget 5m, 90s, 1.5h or 1h30m")
+        clean = parts and not re.sub(r'[\d.\s]|min|sec|h|m|s', '', text)  # nothing but numbers and units
+        s = sum(float(n)*_UNITS[u or 's'] for n, u in parts) if clean else None
+    if not s or s <= 0:
+        raise ConfigError(f"time budget {budget!r} is not a duration", "pass e.g. --time-budget 5m, 90s, 1.5h or 1h30m")
     return s
 
 # %% ../nbs/20_pipeline.ipynb #2ca9bfd6
@@ -194,7 +199,8 @@ def time_batches(learn, # the learner as it will train
         learn.unfreeze()
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-9, cbs=timer)
     finally: restore_state(learn, state)
-    return float(min(timer.times[1:] or timer.times))  # the least disturbed by other programs; `Deadline` covers the rest
+    # the batch least disturbed by other programs; `Deadline` covers the rest
+    return float(min(timer.times[1:] or timer.times))
 
 def epoch_seconds(learn, # the learner
                   per_batch:float, # seconds per training batch (`time_batches`)
@@ -217,13 +223,15 @@ def plan_size(make_learner, # size -> a learner for the data at that size
              )->tuple:
     "(learn, size, seconds per batch, why): the largest size, from `size` down, whose default schedule fits"
     for _ in range(4):
-        learn = make_learner(size); per_batch = time_batches(learn)
+        learn = make_learner(size)
+        per_batch = time_batches(learn)
         need = (epoch_seconds(learn, per_batch)*(epochs + 0.8*freeze_epochs) + 0.7*per_batch*finder_its
                 + _report_seconds(learn, per_batch))
         left = seconds_left()
         if need <= left or size <= 32: break
         size = max(32, min(size - 32, 32*int(size*math.sqrt(left/need)/32)))
-    return learn, size, per_batch, f"{freeze_epochs} + {epochs} epochs need ~{need:.0f}s at {size} px, {left:.0f}s of the budget left"
+    why = f"{freeze_epochs} + {epochs} epochs need ~{need:.0f}s at {size} px, {left:.0f}s of the budget left"
+    return learn, size, per_batch, why
 
 def plan_epochs(seconds_left:float, # seconds of the budget left after the head's epoch(s)
                 epoch_s:float, # estimated seconds of one whole-network epoch
@@ -233,7 +241,8 @@ def plan_epochs(seconds_left:float, # seconds of the budget left after the head'
     "(epochs, why): as many whole-network epochs as fit in what is left of the budget, 1 to `max_epochs`"
     n = int((seconds_left - report_s)//epoch_s)
     e = max(1, min(max_epochs, n))
-    return e, f"~{epoch_s:.0f}s an epoch, {seconds_left:.0f}s of the budget left" + (f" (capped at {max_epochs})" if n > max_epochs else '')
+    capped = f" (capped at {max_epochs})" if n > max_epochs else ''
+    return e, f"~{epoch_s:.0f}s an epoch, {seconds_left:.0f}s of the budget left{capped}"
 
 # %% ../nbs/20_pipeline.ipynb #3bf54a4e
 class Deadline(Callback):
@@ -256,11 +265,14 @@ def choose_threshold(probs:torch.Tensor, # (N, 2) validation probabilities
     "(threshold on P(pos), why), chosen on the validation predictions"
     p, t = probs[:, pos].double().numpy(), targets.numpy() == pos
     cand = np.unique(p)[::-1] # high to low: each candidate predicts `pos` for p >= it
-    tpr = np.array([(p[t] >= c).mean() for c in cand]); tnr = np.array([(p[~t] < c).mean() for c in cand])
+    tpr = np.array([(p[t] >= c).mean() for c in cand])
+    tnr = np.array([(p[~t] < c).mean() for c in cand])
     if sensitivity is None:
-        i = int(np.argmax(tpr + tnr)); why = f"best balanced accuracy on validation ({(tpr[i] + tnr[i])/2:.3f})"
+        i = int(np.argmax(tpr + tnr))
+        why = f"best balanced accuracy on validation ({(tpr[i] + tnr[i])/2:.3f})"
     else:
-        ok = np.flatnonzero(tpr >= sensitivity); i = int(ok[0]) if len(ok) else len(cand) - 1
+        ok = np.flatnonzero(tpr >= sensitivity)
+        i = int(ok[0]) if len(ok) else len(cand) - 1
         why = f"recall {tpr[i]:.3f} >= {sensitivity:g} on validation (specificity {tnr[i]:.3f})"
     below = cand[i+1] if i + 1 < len(cand) else 0.
     return round(float((cand[i] + below)/2), 6), why
@@ -506,7 +518,8 @@ def _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult, budget=None, c
         fit_recipe(learn, epochs, lr, freeze_epochs, lr_mult, deadline=budget and budget.deadline,
                    replan=_replan(learn, budget, card) if budget else None)
         if card is not None and learn.imgclf.get('best_epoch'):
-            card.add('best_epoch', learn.imgclf['best_epoch'], 'the weights of the epoch with the lowest validation loss (KeepBest)')
+            card.add('best_epoch', learn.imgclf['best_epoch'],
+                     'the weights of the epoch with the lowest validation loss (KeepBest)')
         return learn
     # lr None: the resumed run's, which fit_resumable reads back
     plan = stage_plan(learn.imgclf['pretrained'], epochs, freeze_epochs, lr or 1., lr_mult)
@@ -518,7 +531,8 @@ def _training_line(learn, lr, lr_res, run, epochs, freeze_epochs):
     if lr: rate = f"LR: {lr:.2e}" + (" (LR finder: lr_find.png)" if lr_res else '')
     else: rate = f"resuming the run in {run.run_dir}"
     frozen = freeze_epochs if learn.imgclf['pretrained'] else 0
-    return f"{rate}; training {learn.imgclf['arch']} at {learn.dls.imgclf['size']} px, {frozen} frozen + {epochs} unfrozen epochs"
+    return (f"{rate}; training {learn.imgclf['arch']} at {learn.dls.imgclf['size']} px, "
+            f"{frozen} frozen + {epochs} unfrozen epochs")
 
 # %% ../nbs/20_pipeline.ipynb #00e13a42
 def _recipe_data(data, size, balance, seed, card, kwargs):
@@ -534,25 +548,50 @@ def _recipe_data(data, size, balance, seed, card, kwargs):
 def _loss(dls, balance):
     return CrossEntropyLossFlat(weight=class_weights(dls)) if balance == 'weights' else None
 
+def _card_freeze(card, pretrained, freeze_epochs):
+    why = 'the new head first, the pretrained body frozen' if pretrained else 'no pretrained body to protect'
+    card.add('freeze_epochs', freeze_epochs if pretrained else 0, why, f'--freeze-epochs {freeze_epochs}')
+
+def _card_lr(card, lr, asked, lr_res, lr_mult):
+    "Write the learning rate (unless a time budget chose it) and the body multiplier on `card`"
+    if lr and 'lr' not in card:
+        why = (recipe_lr(lr_res)[1] if asked == 'auto' else 'asked for' if lr_res is None
+               else f"the LR finder's {asked}")
+        card.add('lr', lr, why, f'--lr {lr:.2g}')
+    why = 'every layer at the same rate: measured best across datasets' if lr_mult == 1 else 'asked for'
+    card.add('lr_mult', lr_mult, why, f'--lr-mult {lr_mult:g}')
+
 # %% ../nbs/20_pipeline.ipynb #9423655a
 def _budget_size(learn, make, card, budget, epochs, freeze_epochs, finder_its):
     "A time budget's first look: the learner at the largest size whose schedule fits (written on `card`)"
     size0 = card['size']
-    learn, size, budget.per_batch, why = plan_size(lambda s: learn if s == size0 else make(s), size0,
-                                                   lambda: budget.deadline - time.time(), epochs, freeze_epochs, finder_its)
+    learn, size, budget.per_batch, why = plan_size(lambda s: learn if s == size0 else make(s), size0, budget.left,
+                                                   epochs, freeze_epochs, finder_its)
     card.add('size', size, why + ('' if size == size0 else f" (first choice: {size0} px)"), f'--size {size}')
     return learn
+
+def _budget_plan(learn, make, card, budget, epochs, freeze_epochs, lr, num_it):
+    "A time budget's plan before training: (the learner at the size that fits, the rate if the finder would not fit)"
+    card.add('time_budget', budget.seconds, 'asked for: image size and epochs planned to fit',
+             f'--time-budget {budget.seconds:g}s')
+    learn = _budget_size(learn, make, card, budget, epochs, freeze_epochs, num_it if lr == 'auto' else 0)
+    finder_s = 0.7*budget.per_batch*num_it
+    if lr == 'auto' and finder_s > 0.1*budget.seconds:  # the finder would eat the budget
+        lr = card.add('lr', RECIPE['lr'], f"fastai's fine_tune default; the LR finder was skipped (~{finder_s:.0f}s)",
+                      f"--lr {RECIPE['lr']:g}")
+    return learn, lr
 
 class _Budget:
     "What a run knows of its time budget"
     def __init__(self, seconds): self.seconds, self.deadline, self.per_batch = seconds, time.time() + seconds, None
+    def left(self)->float: return self.deadline - time.time()
 
 def _replan(learn, budget, card, max_epochs=RECIPE['max_epochs']):
     "A time budget's second look, after the head's epoch(s): the whole network's epochs (written on `card`)"
     def replan(head_seconds):
         per_batch = budget.per_batch or time_batches(learn)
         epoch_s = max(epoch_seconds(learn, per_batch), head_seconds/max(1, card['freeze_epochs']))
-        e, why = plan_epochs(budget.deadline - time.time(), epoch_s, _report_seconds(learn, per_batch), max_epochs)
+        e, why = plan_epochs(budget.left(), epoch_s, _report_seconds(learn, per_batch), max_epochs)
         return card.add('epochs', e, why, f'--epochs {e}')
     return replan
 
@@ -560,23 +599,29 @@ def _replan(learn, budget, card, max_epochs=RECIPE['max_epochs']):
 def decide(learn, # a trained two-class learner
            interps:dict, # its predictions (`interpret_learner`): the threshold is chosen on 'valid'
            threshold:float|str|None=None, # None: argmax; 'balanced': chosen on validation; or a probability
-           sensitivity:float|None=None, # choose the threshold that reaches this recall of the positive class on validation
+           sensitivity:float|None=None, # the threshold that reaches this recall of the positive class on validation
            card:RecipeCard|None=None, # where to write the choice
           )->dict:
     "Choose the decision threshold, apply it to `interps` and record it in `learn.imgclf['decision']` (exported)"
+    two = len(learn.dls.vocab) == 2
     if threshold is None and sensitivity is None:
-        if card is not None and len(learn.dls.vocab) == 2: card.add('threshold', None, 'argmax (0.5): pass --threshold balanced or --sensitivity to choose one on validation')
+        if card is not None and two:
+            card.add('threshold', None, 'argmax (0.5); --threshold balanced or --sensitivity S: one chosen on valid')
         return interps
-    if len(learn.dls.vocab) != 2: raise ConfigError(f"a decision threshold needs two classes, not {len(learn.dls.vocab)}", "drop --threshold and --sensitivity")
+    if not two:
+        raise ConfigError(f"a decision threshold needs two classes, not {len(learn.dls.vocab)}",
+                          "drop --threshold and --sensitivity")
     pos = 1
     if sensitivity is not None or threshold == 'balanced':
         th, why = choose_threshold(interps['valid'].probs, interps['valid'].targets, pos, sensitivity)
     else:
         try: th, why = float(threshold), 'asked for'
-        except ValueError: raise ConfigError(f"threshold={threshold!r}", "pass a probability such as 0.3, or 'balanced'") from None
+        except ValueError:
+            raise ConfigError(f"threshold={threshold!r}", "pass a probability such as 0.3, or 'balanced'") from None
     for it in interps.values(): apply_threshold(it, th, pos)
     learn.imgclf['decision'] = dict(threshold=th, positive=str(learn.dls.vocab[pos]), why=why)
-    if card is not None: card.add('threshold', th, f"P({learn.dls.vocab[pos]}) >= {th:.3f}: {why}", f'--threshold {th:.4g}')
+    if card is not None:
+        card.add('threshold', th, f"P({learn.dls.vocab[pos]}) >= {th:.3f}: {why}", f'--threshold {th:.4g}')
     return interps
 
 # %% ../nbs/20_pipeline.ipynb #d72745c0
@@ -592,10 +637,10 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
           lr:float|str='auto', # a learning rate; auto: fastai's 2e-3 checked by the LR finder; or a finder suggestion
           lr_mult:float=1., # after unfreezing, the head learns this many times faster than the first layers
           num_it:int=100, # iterations of the LR finder
-          balance:str='auto', # auto: loss weighted by class when the largest class is over 3x the smallest; weights, oversample, none
-          time_budget:str|float|None=None, # finish within this time, e.g. 5m, 90s, 1.5h: plans the image size and epochs
-          threshold:float|str|None=None, # two classes: balanced (chosen on validation) or a probability (default: argmax)
-          sensitivity:float|None=None, # two classes: the threshold reaching this recall of the second class on validation
+          balance:str='auto', # auto: weighted loss if a class has over 3x another's images; weights, oversample, none
+          time_budget:str|float|None=None, # finish within this time, e.g. 5m, 90s, 1.5h: plans image size and epochs
+          threshold:float|str|None=None, # two classes: balanced (chosen on valid), or a probability (default: argmax)
+          sensitivity:float|None=None, # two classes: the threshold reaching this recall of the second class on valid
           seed:int=42, # seed of the split, the initialisation and the data order
           device:str|None=None, # cpu, cuda, cuda:N or mps (default: the best available; or IMGCLF_DEVICE)
           review:int=100, # at most this many top losses, label issues and duplicate pairs in review_queue.csv (0: none)
@@ -614,18 +659,20 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
     lr, watch = _check_train_args(epochs, freeze_epochs, lr, review, duplicates), Stopwatch()
     budget = _Budget(parse_budget(time_budget)) if time_budget is not None else None
     run = _plan_run(out, distributed, run_dir, resume, auto_batch, quiet)
-    if budget and (distributed or run.run_dir): raise ConfigError("time_budget is for a run in one process without checkpoints", "drop --time-budget, or --distributed/--run-dir/--resume")
+    if budget and (distributed or run.run_dir):
+        raise ConfigError("time_budget is for a run in one process without checkpoints",
+                          "drop --time-budget, or --distributed/--run-dir/--resume")
     out = prepare_out(out, overwrite or bool(run.resume)) if run.rank0 else Path(out)
-    set_seed(seed); card = RecipeCard()
+    set_seed(seed)
+    card = RecipeCard()
     dls = _recipe_data(data, size, balance, seed, card, kwargs)
-    make = lambda s: _learner(load_data(data, seed=seed, size=s, oversample=card['balance'] == 'oversample', **kwargs), arch, pretrained, weights, device, distributed, seed, _loss(dls, card['balance']))
-    learn = _learner(dls, arch, pretrained, weights, device, distributed, seed, _loss(dls, card['balance']))
-    card.add('freeze_epochs', freeze_epochs if pretrained else 0, 'the new head first, the pretrained body frozen' if pretrained else 'no pretrained body to protect', f'--freeze-epochs {freeze_epochs}')
-    if budget:
-        card.add('time_budget', budget.seconds, 'asked for: image size and epochs planned to fit', f'--time-budget {budget.seconds:g}s')
-        learn = _budget_size(learn, make, card, budget, epochs, freeze_epochs, num_it if lr == 'auto' else 0)
-        if lr == 'auto' and 0.7*budget.per_batch*num_it > 0.1*budget.seconds:  # the finder would eat the budget
-            lr = card.add('lr', RECIPE['lr'], f"fastai's fine_tune default; the LR finder was skipped (~{0.7*budget.per_batch*num_it:.0f}s)", f"--lr {RECIPE['lr']:g}")
+    loss = _loss(dls, card['balance'])
+    def make(s): # the learner at another image size (a time budget's plan)
+        dls_s = load_data(data, seed=seed, size=s, oversample=card['balance'] == 'oversample', **kwargs)
+        return _learner(dls_s, arch, pretrained, weights, device, distributed, seed, loss)
+    learn = _learner(dls, arch, pretrained, weights, device, distributed, seed, loss)
+    _card_freeze(card, pretrained, freeze_epochs)
+    if budget: learn, lr = _budget_plan(learn, make, card, budget, epochs, freeze_epochs, lr, num_it)
     _say(quiet, f"data: {_describe_data(learn.dls)} ({watch.lap('data'):.0f}s)")
     if pretrained and not freeze_epochs: learn.unfreeze()  # the LR finder sees the network as training will start
     # the finder only checks 2e-3: on a small dataset, not more batches than the training itself (at least 30)
@@ -633,8 +680,7 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
     with (run.dist.distributed_context(learn) if distributed else contextlib.nullcontext()):
         asked, (lr, lr_res) = lr, _lr_stage(learn, lr, num_it, out, run)
         watch.lap('lr_find')
-        if lr and 'lr' not in card: card.add('lr', lr, recipe_lr(lr_res)[1] if asked == 'auto' else 'asked for' if lr_res is None else f"the LR finder's {asked}", f'--lr {lr:.2g}')
-        card.add('lr_mult', lr_mult, 'every layer at the same rate: measured best across datasets' if lr_mult == 1 else 'asked for', f'--lr-mult {lr_mult:g}')
+        _card_lr(card, lr, asked, lr_res, lr_mult)
         if not budget: card.add('epochs', epochs, 'the default' if epochs == 4 else 'asked for', f'--epochs {epochs}')
         track_history(learn)  # after the LR finder, whose runs are not training (plot_loss would draw them)
         set_seed(seed)  # training starts from the same random state whatever came before (a test loader, the finder)
