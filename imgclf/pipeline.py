@@ -549,7 +549,9 @@ def _loss(dls, balance):
     return CrossEntropyLossFlat(weight=class_weights(dls)) if balance == 'weights' else None
 
 def _card_freeze(card, pretrained, freeze_epochs):
-    why = 'the new head first, the pretrained body frozen' if pretrained else 'no pretrained body to protect'
+    if not pretrained: why = 'no pretrained body to protect'
+    elif freeze_epochs: why = 'the new head first, the pretrained body frozen'
+    else: why = 'asked for: the whole network trains from the first epoch'
     card.add('freeze_epochs', freeze_epochs if pretrained else 0, why, f'--freeze-epochs {freeze_epochs}')
 
 def _card_lr(card, lr, asked, lr_res, lr_mult):
