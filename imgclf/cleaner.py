@@ -552,9 +552,16 @@ def filter(self:Cleaner, label:str|None=None, # show only this class (pairs: eit
 def batch(self:Cleaner)->pd.DataFrame:
     "The queue rows of the current batch, with their decisions (index: queue positions)"
     b = self.queue.iloc[self.view[self.page*self.bs:(self.page+1)*self.bs]].copy()
-    if self.pairs_mode: b['choice'] = [self._pairs.get((self.key(r.path), self.key(r.path_b))) for r in b.itertuples()]
+    if self.pairs_mode: b['choice'] = [self.pair_choice(i) for i in b.index]
     else: b['decision'] = [self.decision(p) for p in b.path]
     return b
+
+@patch
+def pair_choice(self:Cleaner, i:int, # queue position of a pair
+               )->str|None:
+    "The choice recorded about pair `i` of the queue (None if undecided)"
+    r = self._row(i)
+    return self._pairs.get((self.key(r.path), self.key(r.path_b)))
 
 # %% ../nbs/13_cleaner.ipynb #8937202e
 @patch
