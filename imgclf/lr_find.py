@@ -146,7 +146,7 @@ def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on (the legend 
     ax.plot(x, self.loss[:n], c='C0', label=f'loss ({len(self.losses)} run{"s" if len(self.losses) > 1 else ""})')
     if isinstance(self.recommended, slice):
         ax.axvspan(self.recommended.start, self.recommended.stop, color='grey', alpha=0.15, lw=0, zorder=0)
-    ax.plot(self.lr, _at(self, self.lr), '*', ms=20, mfc='none', mec='k', mew=1.2, zorder=3, label=_rec_label(self))
+    ax.plot(self.lr, _at(self, self.lr), "*", ms=16, mfc='none', mec='k', mew=1.2, zorder=3, label=_rec_label(self))
     for i, (k, v) in enumerate(self.suggestions.items()):
         ax.plot(v, _at(self, v), 'o', c=f'C{i+1}', ms=6, zorder=4, label=f'{k} {v:.1e}')
     ax.set_xscale('log')
