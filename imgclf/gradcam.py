@@ -109,9 +109,10 @@ def show_cam(ax, # the matplotlib axis to draw on
         heat[..., 3] = alpha * cam
         ax.imshow(heat)
     ax.axis('off')
-    if title is not None:
-        room = ax.get_position().width * ax.figure.get_figwidth() * 72 * 0.95
-        text, fs = fit_title(title, room, fontsize)
+    if title is not None:  # the room: the axis's share of the figure's width, as a grid of subplots lays it out
+        ss = ax.get_subplotspec()
+        share = 1 / ss.get_gridspec().ncols if ss is not None else ax.get_position().width
+        text, fs = fit_title(title, share * ax.figure.get_figwidth() * 72 * 0.9, fontsize)
         ax.set_title(text, fontsize=fs)
     return ax
 
