@@ -271,6 +271,10 @@ def rare_formats(files:list, # image files
                            + (" (a placeholder?)" if cnt[fmt] == 1 else '')))
     return res
 
+# %% ../nbs/02_datasets.ipynb #a936a5da
+from .core import atomic_path
+from .images import open_image, presize_image
+
 # %% ../nbs/02_datasets.ipynb #fe15ea65
 def _quarantine(path, bad, quarantine):
     qdir = Path(quarantine) if quarantine else path.parent/f'{path.name}.quarantine'
@@ -292,10 +296,14 @@ def verify_folder(path:str|Path, # the folder to check (recursively)
                   quarantine:str|Path|None=None, # where bad files go (default: `<path>.quarantine` beside `path`)
                   max_pixels:int=MAX_PIXELS, # images with more pixels are reported as too large
                   n_workers:int|None=None, # threads (default: 2 per core, at most 16)
+                  max_size:int|None=None, # also shrink the good images so their longer side is at most this
+                  dest:str|Path|None=None, # with `max_size`: the folder of the copies (default `<path>_<max_size>px`)
+                  in_place:bool=False, # with `max_size`: rewrite the big originals instead of copying (atomically)
                  )->pd.DataFrame:
     "Report unreadable, truncated, empty, non-image, too-large and suspect image files; move the bad ones when asked"
     path = Path(path)
     if not path.is_dir(): raise DataError(f"{path} is not a folder", "pass the folder that holds the images")
+    out = None if max_size is None else _shrink_dest(path, max_size, dest, in_place)
     files = image_files(path)
     with ThreadPoolExecutor(n_workers or io_threads()) as ex:
         probs = list(ex.map(lambda f: _decode_problem(f, max_pixels), files))
@@ -303,9 +311,57 @@ def verify_folder(path:str|Path, # the folder to check (recursively)
     bad = [(f, p) for f, p in zip(files, probs) if p]
     rows = [dict(path=str(f), problem=p, kind='bad', moved_to=None) for f, p in bad]
     rows += [dict(path=str(f), problem=p, kind='suspect', moved_to=None) for f, p in rare_formats(files, fmts)]
-    df = pd.DataFrame(rows, columns=['path', 'problem', 'kind', 'moved_to'])
+    if out is not None:
+        good = [f for f, p in zip(files, probs) if not p]
+        rows += _shrink_all(path, good, out, max_size, max_pixels, n_workers or io_threads())
+    df = pd.DataFrame(rows, columns=['path', 'problem', 'kind', 'moved_to', 'resized_to'])
     if delete and bad: df.loc[df.kind == 'bad', 'moved_to'] = _quarantine(path, bad, quarantine)
     return df
+
+# %% ../nbs/02_datasets.ipynb #9e9ba912
+def _shrink_dest(path, max_size, dest, in_place):
+    "Where the shrunk images go: `path` itself (in place) or a folder outside it"
+    if not (isinstance(max_size, int) and max_size >= 8):
+        raise ConfigError(f"max_size={max_size!r}", "pass the longer side in pixels, an int such as 500")
+    if in_place:
+        if dest is not None: raise ConfigError("both dest= and in_place=True", "pass one of them: dest= for copies")
+        return path
+    out = Path(dest) if dest is not None else path.parent/f'{path.name}_{max_size}px'
+    if out.resolve() == path.resolve() or path.resolve() in out.resolve().parents:
+        raise ConfigError(f"dest={out} is inside the folder being checked",
+                          "pass a folder outside it, or in_place=True to rewrite the originals")
+    loose = lambda d: bool(image_files(d, recurse=False)) # images right in it, as in a class folder
+    if dest is None and loose(path) and any(d != path and d.is_dir() and loose(d) for d in path.parent.iterdir()):
+        raise ConfigError(f"{path} looks like one class folder: its copy {out.name} would be read as a new class "
+                          f"beside {path.name}", "run verify_folder on the dataset's root folder, or pass dest=")
+    return out
+
+# %% ../nbs/02_datasets.ipynb #fd2beafb
+_SAVE = {'JPEG': dict(quality=90), 'WEBP': dict(quality=90)}
+
+def _shrink_one(f, target, max_size, max_pixels):
+    "Write image `f`, its longer side at most `max_size`, to `target` atomically: a problem line, or None if small"
+    fmt, (w, h) = _open_header(f)
+    small = max(w, h) <= max_size
+    if small and target == f: return None
+    if not small:
+        a = presize_image(open_image(f, draft=max_size, max_pixels=max_pixels), max_size, 'pad')
+        fmt = 'JPEG' if fmt == 'MPO' else fmt if fmt in Image.SAVE else 'PNG'
+    try:
+        with atomic_path(target) as tmp:
+            if small: shutil.copyfile(f, tmp)
+            else: Image.fromarray(a).save(tmp, format=fmt, **_SAVE.get(fmt, {}))
+    except OSError as e:
+        raise DataError(f"could not write {target}: {e}", "free some disk space, or pass dest= on another disk") from e
+    return None if small else f"{w}x{h} is larger than max_size={max_size}: resized to {a.shape[1]}x{a.shape[0]}"
+
+def _shrink_all(path, files, out, max_size, max_pixels, n_workers):
+    "Shrink (or copy) `files` from `path` into `out`; a report row for each one resized"
+    targets = [out/f.relative_to(path) for f in files]
+    with ThreadPoolExecutor(n_workers) as ex:
+        done = list(ex.map(lambda ft: _shrink_one(*ft, max_size, max_pixels), zip(files, targets)))
+    return [dict(path=str(f), problem=p, kind='resized', moved_to=None, resized_to=str(t))
+            for f, t, p in zip(files, targets, done) if p]
 
 # %% ../nbs/02_datasets.ipynb #ecf6d598
 def _read_urls(urls):
