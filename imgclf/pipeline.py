@@ -233,7 +233,7 @@ def plan_size(make_learner, # size -> a learner for the data at that size
                 + _report_seconds(learn, per_batch))
         left = seconds_left()
         if need <= left or size <= 32: break
-        size = max(32, min(size - 32, 32*int(size*math.sqrt(left/need)/32)))
+        size = max(32, min(size - 32, 32*int(size*math.sqrt(max(left, 0)/need)/32)))
     why = f"{freeze_epochs} + {epochs} epochs need ~{need:.0f}s at {size} px, {left:.0f}s of the budget left"
     return learn, size, per_batch, why
 
