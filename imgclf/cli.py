@@ -173,7 +173,7 @@ COMMANDS = dict(
                   ('imgclf serve imgclf-report/model',
                    'imgclf serve model/ --host 0.0.0.0 --port 8080    # reachable from the network',
                    "curl -F file=@cat.jpg http://127.0.0.1:8000/predict"),
-                  ((None, 'serve.serve', 'host port log_level'), (None, 'serve.create_app', 'max_bytes allow_hosts')),
+                  ((None, 'serve.serve', 'host port log_level mmap_threshold'), (None, 'serve.create_app', 'max_bytes allow_hosts')),
                   dict(model_dir='MODEL', allow_hosts='--allow-host')),
 )
 

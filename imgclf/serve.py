@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['IMAGE_TYPES', 'METADATA', 'PAGE', 'APP_JS', 'CSP', 'log', 'MAX_URL', 'LOG_LEVELS', 'RequestError', 'sniff_image',
            'check_content_type', 'check_image_bytes', 'check_address', 'resolve', 'fetch_url', 'MicroBatcher',
-           'SecurityHeaders', 'Service', 'create_app', 'serve']
+           'SecurityHeaders', 'Service', 'create_app', 'pin_malloc_thresholds', 'serve']
 
 # %% ../nbs/17_serve.ipynb #65ec2144
 import os, ssl, html, time, socket, asyncio, logging, weakref, functools, ipaddress
@@ -541,6 +541,18 @@ def create_app(model, # a model directory written by `export_model`, or a loaded
     app.add_middleware(SecurityHeaders)
     return app
 
+# %% ../nbs/17_serve.ipynb #f4779e93
+import sys, ctypes, platform
+
+# %% ../nbs/17_serve.ipynb #21f76a42
+def pin_malloc_thresholds(mmap_threshold:int=4 << 20, # blocks of this many bytes or more get their own pages
+                          trim_threshold:int=64 << 20, # free bytes a heap keeps at its top before giving them back
+                         )->bool: # whether the C library took them (glibc on Linux; elsewhere nothing is changed)
+    "Make freed large blocks go back to the system: fix glibc's malloc thresholds, which it otherwise raises"
+    if sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc': return False
+    libc = ctypes.CDLL('libc.so.6')
+    return libc.mallopt(-3, mmap_threshold) == 1 and libc.mallopt(-1, trim_threshold) == 1  # M_MMAP/M_TRIM_THRESHOLD
+
 # %% ../nbs/17_serve.ipynb #b7e7eb22
 def _run(app, host, port, log_level):
     "Serve `app` with Hypercorn until SIGINT or SIGTERM"
@@ -569,6 +581,7 @@ def serve(model_dir:str|Path, # a model directory written by `export_model` (or 
           host:str='127.0.0.1', # the address to listen on ('0.0.0.0': every network interface)
           port:int=8000, # the port to listen on
           log_level:str='info', # the server's log level: 'warning' for quiet, 'debug' for everything
+          mmap_threshold:int=4194304, # bytes: `pin_malloc_thresholds` at this (4 MB), bounding memory; 0: glibc's own
           **kwargs, # passed to `create_app` (limits, timeouts, `allow_hosts`, ...)
          ):
     "Serve the model in `model_dir` over HTTP until interrupted"
@@ -579,4 +592,5 @@ def serve(model_dir:str|Path, # a model directory written by `export_model` (or 
     _check_port(host, port)
     app = create_app(path, **kwargs)
     print(f"imgclf: serving {app.state.service.clf.name} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    if mmap_threshold: pin_malloc_thresholds(mmap_threshold)
     _run(app, host, port, log_level)
