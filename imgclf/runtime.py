@@ -8,7 +8,7 @@ __all__ = ['BACKENDS', 'IMAGE_SUFFIXES', 'resize_square', 'runtime_unsupported',
            'format_predictions', 'predict_cmd']
 
 # %% ../nbs/15b_runtime.ipynb #01b576d9
-import os, math, time, json, itertools, functools, collections, dataclasses, importlib, importlib.util
+import os, math, time, json, ctypes, itertools, functools, collections, dataclasses, importlib, importlib.util
 import concurrent.futures
 from pathlib import Path
 import numpy as np
@@ -243,22 +243,31 @@ class OnnxClassifier(Predictor):
     def to_tensor(self, img): return model_input(img, self.prep, self.max_pixels).transpose(2, 0, 1)
     def batch_probs(self, xb): return self.session.run(None, {self.input: xb.astype(np.float32)/np.float32(255)})[0]
 
-# %% ../nbs/15b_runtime.ipynb #e900c55e
+# %% ../nbs/15b_runtime.ipynb #4334a53a
 def _onnxruntime():
     try: return importlib.import_module('onnxruntime')
     except ImportError:
         raise ConfigError("the ONNX backend needs onnxruntime, which is not installed",
                           "pip install onnxruntime, or use backend='torch'") from None
 
+def _release_memory():
+    "Return the memory freed so far to the OS (glibc's `malloc_trim`; nothing elsewhere)"
+    try: ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError): pass
+
+# %% ../nbs/15b_runtime.ipynb #bacc891f
 def onnx_session(data:bytes, # an ONNX graph
                  threads:int|None=None, # ONNX Runtime's threads for one batch (default: its choice, the cores)
                 ):
-    "An ONNX Runtime CPU session for `data`"
+    "An ONNX Runtime CPU session for `data`, set up for a small server's memory"
     ort = _onnxruntime()
     so = ort.SessionOptions()
-    so.log_severity_level, so.inter_op_num_threads = 3, 1
+    so.log_severity_level, so.inter_op_num_threads, so.enable_cpu_mem_arena = 3, 1, False
     if threads: so.intra_op_num_threads = threads
-    return ort.InferenceSession(data, so, providers=['CPUExecutionProvider'])
+    sess = ort.InferenceSession(data, so, providers=['CPUExecutionProvider'])
+    if getattr(sess, '_model_bytes', None) is not None: sess._model_bytes = None  # its copy of `data`
+    _release_memory()
+    return sess
 
 # %% ../nbs/15b_runtime.ipynb #36e7725c
 def load_onnx(path:str|Path, # a model folder with an ONNX graph (`imgclf export MODEL --onnx`)
