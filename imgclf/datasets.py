@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'imgclf_home', 'arrays_to_folder', 'npz_to_folder', 'sample_digits', 'is_hidden', 'image_files',
-           'check_image', 'png_bomb', 'rare_formats', 'verify_folder', 'fetch_images']
+           'check_image', 'png_bomb', 'rare_formats', 'verify_folder', 'clean_url', 'fetch_images']
 
 # %% ../nbs/02_datasets.ipynb #5c27e7c1
 import os, io, json, time, zlib, shutil, socket, struct, hashlib, tempfile, threading
@@ -12,7 +12,7 @@ import urllib.request, urllib.parse, urllib.error, http.client
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np  # pandas is imported where a table is made: serve uses `clean_url` without it
 from PIL import Image, UnidentifiedImageError
 from .core import DataError, ConfigError, file_hash, atomic_write, io_threads, deprecated_names
 from .images import MAX_PIXELS
@@ -254,8 +254,9 @@ def verify_folder(path:str|Path, # the folder to check (recursively)
                   quarantine:str|Path|None=None, # where bad files go (default: `<path>.quarantine` beside `path`)
                   max_pixels:int=MAX_PIXELS, # images with more pixels are reported as too large
                   n_workers:int|None=None, # threads (default: 2 per core, at most 16)
-                 )->pd.DataFrame:
+                 )->'pd.DataFrame':
     "Report unreadable, truncated, empty, non-image, too-large and suspect image files; move the bad ones when asked"
+    import pandas as pd
     path = Path(path)
     if not path.is_dir(): raise DataError(f"{path} is not a folder", "pass the folder that holds the images")
     files = image_files(path)
@@ -276,7 +277,8 @@ def _read_urls(urls):
     urls = [u.strip() for u in urls if u and u.strip() and not u.strip().startswith('#')]
     return list(dict.fromkeys(urls))
 
-def _clean_url(url):
+def clean_url(url:str, # an http(s) URL as a person wrote it: spaces, accents, an international domain name
+             )->str:
     "`url` with spaces and other characters a URL may not hold %-encoded, as a browser sends it"
     p = urllib.parse.urlsplit(url)
     if p.scheme not in ('http', 'https'): raise ValueError("not an http(s) URL")
@@ -293,7 +295,7 @@ def _clean_url(url):
 
 def _fetch(url, timeout, max_bytes, headers):
     "The image bytes at `url`, or raise `ValueError` naming why not"
-    req = urllib.request.Request(_clean_url(url),
+    req = urllib.request.Request(clean_url(url),
                                  headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)',
                                           **(headers or {})})
     deadline, chunks, n = time.monotonic() + timeout, [], 0
@@ -357,8 +359,9 @@ def fetch_images(urls, # a text file with one URL per line, or a list of URLs
                     max_bytes:int=20_000_000, # refuse larger files
                     max_pixels:int=MAX_PIXELS, # refuse images with more pixels
                     headers:dict|None=None, # extra HTTP headers
-                   )->pd.DataFrame:
+                   )->'pd.DataFrame':
     "Download images in parallel, keeping only real images of sane size, deduplicated by content"
+    import pandas as pd
     urls, dest = _read_urls(urls)[:max_pics], Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     seen, lock = {file_hash(p) for p in dest.iterdir() if p.is_file() and not p.name.startswith('.')}, threading.Lock()

@@ -107,8 +107,8 @@ class Graph(_Schema):
 class Decision(BaseModel):
     "A two-class model's decision threshold, chosen on its validation set"
     model_config = ConfigDict(strict=True, extra='allow')
-    threshold: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
-        description="a number strictly between 0 and 1: predict `positive` when its probability is at least this")
+    threshold: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        description="a number from 0 to 1: predict `positive` when its probability is at least this")
     positive: StrictStr = Field(description="one of the two class names in `vocab`")
     why: StrictStr|None = Field(None, description="null, or how the threshold was chosen")
 

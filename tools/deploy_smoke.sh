@@ -51,7 +51,7 @@ reqs=$("$PY" -c "import configparser; c = configparser.ConfigParser(); c.read('s
 quiet "$D/python" -m pip install --no-compile --no-deps "$work"/dist/imgclf-*.whl
 # shellcheck disable=SC2086  # the requirements are words
 quiet "$D/python" -m pip install --no-compile $reqs
-"$D/python" -m pip list 2>/dev/null | grep -iE '^(imgclf|numpy|pillow|onnxruntime|pydantic|fastcore|starlette|uvicorn) ' | tr -s ' ' | paste -sd' ' -
+"$D/python" -m pip list 2>/dev/null | grep -iE '^(imgclf|numpy|pillow|onnxruntime|pydantic|fastcore|starlette|hypercorn) ' | tr -s ' ' | paste -sd' ' -
 "$D/python" -c "import importlib.util as u; bad = [m for m in ('torch', 'torchvision', 'fastai', 'pandas') if u.find_spec(m)]; assert not bad, f'the deployment venv has {bad}'"
 
 mkdir "$work/run"; cd "$work/run"  # outside the checkout: imgclf comes from the venv
