@@ -131,7 +131,8 @@ def _config(learn, path, name, metrics, lr_find):
     return _plain(dict(format=FORMAT, format_version=FORMAT_VERSION, name=name or Path(path).absolute().name,
                        arch=info['arch'],
                        n_out=n_out, head=info.get('head') or {}, vocab=vocab, preprocessing=preprocessing(dls),
-                       versions=man.pop('versions'), manifest=man))
+                       versions=man.pop('versions'), manifest=man,
+                       **({'decision': info['decision']} if info.get('decision') else {})))  # a two-class threshold
 
 # %% ../nbs/16_export.ipynb #49049ecf
 def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.build_learner`
