@@ -2,7 +2,7 @@
 each backend (torch, and the torch-free ONNX runtime).
 
     python bench/serve.py [--arch resnet18] [--size 224] [--backend torch onnx] [--concurrency 8] [--duration 20]
-                          [--flood 15] [--threads N]
+                          [--flood 15] [--threads N] [--raw-n 256]
 
 1. Exports a model (an untrained `build_learner` network on ../shared/data/hymenoptera or the embedded
    digits, with its ONNX graph) and, for each `--backend`, measures raw in-process `predict_batch`
@@ -165,6 +165,7 @@ def main():
     p.add_argument('--concurrency', type=int, default=8); p.add_argument('--duration', type=float, default=20.)
     p.add_argument('--max-requests', type=int, default=5000); p.add_argument('--flood', type=float, default=15.)
     p.add_argument('--max-batch', type=int, default=32); p.add_argument('--client', help=argparse.SUPPRESS)
+    p.add_argument('--raw-n', type=int, default=256, help='images per raw predict_batch run (fewer on a busy machine)')
     p.add_argument('--threads', type=int, help='torch CPU threads in the server and the raw run (default: torch\'s choice)')
     a = p.parse_args()
     if a.client:
@@ -214,13 +215,13 @@ def run_backend(a, backend, model_dir, files):
     clf = load_model(model_dir, backend, device='cpu', threads=a.threads if backend != 'torch' else None)
     bodies = [Path(f).read_bytes() for f in files]
     clf.predict_batch(bodies[:a.max_batch], bs=a.max_batch)  # warm-up
-    def raw_ips(bs, n=256):
+    def raw_ips(bs, n=a.raw_n):
         items = (bodies * (n // len(bodies) + 1))[:n]
         t = time.perf_counter(); clf.predict_batch(items, bs=bs); return n/(time.perf_counter() - t)
     raws = {bs: max(raw_ips(bs), raw_ips(bs)) for bs in sorted({a.concurrency, a.max_batch})}
     raw = max(raws.values())  # the reference is the best raw figure: a conservative ratio
     del clf
-    print(f"\n[{backend}] raw predict_batch (same bytes, in-process, best of 2 x 256 images): "
+    print(f"\n[{backend}] raw predict_batch (same bytes, in-process, best of 2 x {a.raw_n} images): "
           + ', '.join(f'bs {b}: {v:.1f} img/s' for b, v in raws.items()))
     proc, port = start_server(model_dir, a.threads, backend=backend, max_batch=a.max_batch, timeout=10.)
     try:
