@@ -153,8 +153,9 @@ COMMANDS = dict(
                   "--move-files.",
                   ('imgclf clean imgclf-report            # dry run: the plan',
                    'imgclf clean imgclf-report --apply    # writes imgclf-report/cleaned.csv',
+                   'imgclf clean imgclf-report --undo     # takes back the latest --apply',
                    'imgclf train imgclf-report/cleaned.csv --out run2'),
-                  ((None, 'review.clean_cmd', 'apply move_files quiet'),)),
+                  ((None, 'review.clean_cmd', 'apply move_files undo quiet'),)),
     export=Command('export.export_cmd', 'check a model folder, print its card, add its ONNX graph',
                    'Load a model folder as imgclf.export.load_classifier does (checksum, versions), print what it is,\n'
                    'and with --onnx write its ONNX graph into it (for the torch-free runtime); --int8 DATA also\n'
