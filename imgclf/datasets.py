@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
-import numpy as np, pandas as pd
+import numpy as np  # pandas is imported where a table is made: serve uses `clean_url` without it
 from PIL import Image, UnidentifiedImageError
 from .core import DataError, ConfigError, file_hash, atomic_write, io_threads, deprecated_names
 from .images import MAX_PIXELS
@@ -299,8 +299,9 @@ def verify_folder(path:str|Path, # the folder to check (recursively)
                   max_size:int|None=None, # also shrink the good images so their longer side is at most this
                   dest:str|Path|None=None, # with `max_size`: the folder of the copies (default `<path>_<max_size>px`)
                   in_place:bool=False, # with `max_size`: rewrite the big originals instead of copying (atomically)
-                 )->pd.DataFrame:
+                 )->'pd.DataFrame':
     "Report unreadable, truncated, empty, non-image, too-large and suspect image files; move the bad ones when asked"
+    import pandas as pd
     path = Path(path)
     if not path.is_dir(): raise DataError(f"{path} is not a folder", "pass the folder that holds the images")
     out = None if max_size is None else _shrink_dest(path, max_size, dest, in_place)
@@ -452,8 +453,9 @@ def fetch_images(urls, # a text file with one URL per line, or a list of URLs
                     max_bytes:int=20_000_000, # refuse larger files
                     max_pixels:int=MAX_PIXELS, # refuse images with more pixels
                     headers:dict|None=None, # extra HTTP headers
-                   )->pd.DataFrame:
+                   )->'pd.DataFrame':
     "Download images in parallel, keeping only real images of sane size, deduplicated by content"
+    import pandas as pd
     urls, dest = _read_urls(urls)[:max_pics], Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     seen, lock = {file_hash(p) for p in dest.iterdir() if p.is_file() and not p.name.startswith('.')}, threading.Lock()
