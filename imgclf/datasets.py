@@ -299,7 +299,7 @@ def verify_folder(path:str|Path, # the folder to check (recursively)
                   max_size:int|None=None, # also shrink the good images so their longer side is at most this
                   dest:str|Path|None=None, # with `max_size`: the folder of the copies (default `<path>_<max_size>px`)
                   in_place:bool=False, # with `max_size`: rewrite the big originals instead of copying (atomically)
-                 )->'pd.DataFrame':
+                 ): # a pandas DataFrame, one row per file
     "Report unreadable, truncated, empty, non-image, too-large and suspect image files; move the bad ones when asked"
     import pandas as pd
     path = Path(path)
@@ -453,7 +453,7 @@ def fetch_images(urls, # a text file with one URL per line, or a list of URLs
                     max_bytes:int=20_000_000, # refuse larger files
                     max_pixels:int=MAX_PIXELS, # refuse images with more pixels
                     headers:dict|None=None, # extra HTTP headers
-                   )->'pd.DataFrame':
+                   ): # a pandas DataFrame, one row per URL
     "Download images in parallel, keeping only real images of sane size, deduplicated by content"
     import pandas as pd
     urls, dest = _read_urls(urls)[:max_pics], Path(dest)
