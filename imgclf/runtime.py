@@ -55,8 +55,10 @@ def _resize_plan(n_in, n_out, block=32):
 def _resize_last(a, n_out):
     "uint8 `a` resized along its last axis"
     plan, bits, dtype = _resize_plan(a.shape[-1], n_out)
-    x, out = a.astype(dtype), np.empty(a.shape[:-1] + (n_out,), dtype)
-    for o, i, m in plan: np.matmul(x[..., i], m, out=out[..., o])
+    x = a.astype(dtype, order='C').reshape(-1, a.shape[-1])  # 2-D: BLAS products (a 3-D matmul loops, 8x slower)
+    out = np.empty((x.shape[0], n_out), dtype)
+    for o, i, m in plan: out[:, o] = x[:, i] @ m
+    out = out.reshape(a.shape[:-1] + (n_out,))
     return np.clip((out.astype(np.int64) + (1 << (bits - 1))) >> bits, 0, 255).astype(np.uint8)
 
 def resize_square(a:np.ndarray, # a uint8 image (H, W, 3)
