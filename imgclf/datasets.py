@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'imgclf_home', 'arrays_to_folder', 'npz_to_folder', 'sample_digits', 'is_hidden', 'image_files',
-           'check_image', 'png_bomb', 'rare_formats', 'verify_folder', 'fetch_images']
+           'check_image', 'png_bomb', 'rare_formats', 'verify_folder', 'clean_url', 'fetch_images']
 
 # %% ../nbs/02_datasets.ipynb #5c27e7c1
 import os, io, json, time, zlib, shutil, socket, struct, hashlib, tempfile, threading
@@ -276,7 +276,8 @@ def _read_urls(urls):
     urls = [u.strip() for u in urls if u and u.strip() and not u.strip().startswith('#')]
     return list(dict.fromkeys(urls))
 
-def _clean_url(url):
+def clean_url(url:str, # an http(s) URL as a person wrote it: spaces, accents, an international domain name
+             )->str:
     "`url` with spaces and other characters a URL may not hold %-encoded, as a browser sends it"
     p = urllib.parse.urlsplit(url)
     if p.scheme not in ('http', 'https'): raise ValueError("not an http(s) URL")
@@ -293,7 +294,7 @@ def _clean_url(url):
 
 def _fetch(url, timeout, max_bytes, headers):
     "The image bytes at `url`, or raise `ValueError` naming why not"
-    req = urllib.request.Request(_clean_url(url),
+    req = urllib.request.Request(clean_url(url),
                                  headers={'User-Agent': 'imgclf (+https://github.com/imgclf/imgclf)',
                                           **(headers or {})})
     deadline, chunks, n = time.monotonic() + timeout, [], 0

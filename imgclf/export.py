@@ -22,6 +22,7 @@ import imgclf
 from .core import ImgclfError, ExportError, DataError, ConfigError, atomic_path, save_json, file_hash, run_manifest
 from .core import pick_device, deprecated_names
 from .images import MAX_PIXELS, open_image, square_image, image_input, decode_errors, open_like_fastai
+from .images import check_aspect
 from .datasets import image_files
 from .augment import BatchResize
 from .models import model_for
@@ -279,6 +280,7 @@ def to_tensor(self:Classifier, img): # a path, image bytes, a PIL image or a uin
             return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
         if self.prep['decode'] == 'fastai': im = open_like_fastai(src, self.max_pixels, name)
         else: im = open_image(src, max_pixels=max_pixels)
+        check_aspect(im, name)  # fastai's Resize would pad a 20000 x 1 strip to 20000 x 20000 first
         return torch.from_numpy(np.array(self._resize(im, split_idx=1))).permute(2, 0, 1)
 
 # %% ../nbs/16_export.ipynb #50874733
