@@ -96,9 +96,11 @@ class Command(NamedTuple):
     exit_code:object = None # result of `func` -> exit code (default: 0)
 
 _DATA = 'data (the layout is picked from these options)'
-def _data(size=True):
-    "The data options of `train`, `lr-find` and `interpret`"
-    tfms = ('size bs ' if size else '') + 'num_workers oversample preset method cache'
+def _data(size=True, oversample=True, bs=None):
+    "The data options of `train`, `lr-find` and `interpret` (`train` has its own `size` and `balance`)"
+    bs = size if bs is None else bs
+    tfms = ('size ' if size else '') + ('bs ' if bs else '') + 'num_workers ' + ('oversample ' if oversample else '')
+    tfms += 'preset method cache'
     return ((_DATA, 'data.load_data', 'csv label_re valid_pct valid test merge_valid_test'),
             (_DATA, 'loaders.make_dls', tfms))
 _MODEL = ('arch pretrained weights seed device')
@@ -119,10 +121,13 @@ COMMANDS = dict(
                    'imgclf train photos/ --valid-pct 0.2    # photos/<class>/*',
                    r"imgclf train pets/ --label-re '^(.*)_\d+\.jpg$'",
                    'imgclf train imgs/ --csv labels.csv --size 128 --epochs 5 --lr 1e-3',
+                   'imgclf train xrays/ --time-budget 10m --sensitivity 0.95   # plan size and epochs; a threshold',
                    'imgclf train imgclf-report/cleaned.csv --out run2    # retrain after imgclf clean',
                    'torchrun --nproc_per_node 2 -m imgclf.cli train data/ --distributed'),
-                  (*_data(), ('model', 'pipeline.train', _MODEL),
-                   ('training', 'pipeline.train', 'epochs freeze_epochs lr lr_mult num_it review duplicates name'),
+                  (*_data(size=False, oversample=False, bs=True), (_DATA, 'pipeline.train', 'size balance'),
+                   ('model', 'pipeline.train', _MODEL),
+                   ('training (the default recipe: see imgclf.pipeline)', 'pipeline.train',
+                    'time_budget epochs freeze_epochs lr lr_mult num_it threshold sensitivity review duplicates name'),
                    ('long and distributed runs (imgclf.resumable, imgclf.distributed)', 'pipeline.train',
                     'distributed run_dir resume auto_batch'),
                    ('report', 'pipeline.train', 'out overwrite progress quiet'))),

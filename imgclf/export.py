@@ -132,7 +132,8 @@ def _config(learn, path, name, metrics, lr_find):
     return _plain(dict(format=FORMAT, format_version=FORMAT_VERSION, name=name or Path(path).absolute().name,
                        arch=info['arch'],
                        n_out=n_out, head=info.get('head') or {}, vocab=vocab, preprocessing=preprocessing(dls),
-                       versions=man.pop('versions'), manifest=man))
+                       versions=man.pop('versions'), manifest=man,
+                       **({'decision': info['decision']} if info.get('decision') else {})))  # a two-class threshold
 
 # %% ../nbs/16_export.ipynb #49049ecf
 def export_model(learn, # a trained fastai `Learner`, e.g. from `imgclf.learner.build_learner`
@@ -304,7 +305,7 @@ def batch_probs(self:Classifier, xb:torch.Tensor): # a uint8 batch (N, 3, H, W) 
 @dataclasses.dataclass
 class Prediction:
     "One image's prediction"
-    label:str # the most likely class
+    label:str # the predicted class: the most likely, or the model's two-class decision threshold's
     index:int # its position in the vocab
     probability:float # its probability
     probs:torch.Tensor # the probability of every class, in vocab order
@@ -318,7 +319,18 @@ class Prediction:
 def _prediction(self:Classifier, probs, k):
     p, i = probs.topk(min(k, len(self.vocab)))
     top = [(self.vocab[j], q) for q, j in zip(p.tolist(), i.tolist())]
-    return Prediction(top[0][0], int(i[0]), top[0][1], probs, top)
+    j = self.decide(probs)
+    return Prediction(self.vocab[j], j, float(probs[j]), probs, top)
+
+# %% ../nbs/16_export.ipynb #4c293429
+@patch
+def decide(self:Classifier, probs:torch.Tensor, # one image's class probabilities
+          )->int:
+    "The predicted class index: the stored two-class threshold's, else the most likely class"
+    d = self.config.get('decision')
+    if not d or len(self.vocab) != 2: return int(probs.argmax())
+    pos = self.vocab.index(str(d['positive']))
+    return pos if float(probs[pos]) >= float(d['threshold']) else 1 - pos
 
 # %% ../nbs/16_export.ipynb #facb40fd
 @patch
