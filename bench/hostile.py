@@ -1,6 +1,6 @@
 """Hostile clients against `imgclf serve`: does the server stay up, bounded and answering? (issue 14)
 
-    python bench/hostile.py [--size 224] [--flood 1500] [--half-open 300] [--seconds 8]
+    python bench/hostile.py [--size 224] [--flood 1500] [--half-open 300] [--seconds 8] [--backend auto]
 
 1. Exports a tiny model (an untrained resnet18 on imgclf's embedded digits, at `--size`, presize size*460/224)
    and starts `imgclf.serve.serve` in a subprocess on a free port of 127.0.0.1, with 127.0.0.1 allowed for
@@ -236,6 +236,8 @@ def main():
     p.add_argument('--half-open', type=int, default=300); p.add_argument('--seconds', type=float, default=8.)
     p.add_argument('--max-pixels', type=int, default=25_000_000, help="the server's max_pixels (create_app's default)")
     p.add_argument('--max-batch', type=int, default=32, help="the server's max_batch (create_app's default)")
+    p.add_argument('--backend', default='auto', help="the server's backend: auto (ONNX when exported), onnx or torch")
+    p.add_argument('--mmap-threshold', type=int, default=4 << 20, help="serve's mmap_threshold (0: glibc's own)")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix='imgclf-hostile-'))
     proc = host_server = None
@@ -243,7 +245,8 @@ def main():
         model_dir, image = export_tiny(a.size, tmp)
         good, port = image.read_bytes(), free_port()
         host_server, host = hosts(good)
-        proc = start_server(model_dir, port, max_pixels=a.max_pixels, max_batch=a.max_batch)
+        proc = start_server(model_dir, port, max_pixels=a.max_pixels, max_batch=a.max_batch, backend=a.backend,
+                            mmap_threshold=a.mmap_threshold)
         for _ in range(5): request(port, 'POST', '/predict', good, {'Content-Type': 'image/png'})  # warm up
         base = status_kb(proc.pid, 'VmRSS')
         honest = [('valid image', 'POST', '/predict', good, {'Content-Type': 'image/png'})]

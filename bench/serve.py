@@ -1,10 +1,17 @@
-"""Serving speed and robustness: `imgclf serve` under concurrent load, against raw `predict_batch`.
+"""Serving speed, memory and robustness: `imgclf serve` under concurrent load, against raw `predict_batch`, on
+each backend (torch, and the torch-free ONNX runtime).
 
-    python bench/serve.py [--arch resnet18] [--size 224] [--concurrency 8] [--duration 20] [--flood 15] [--threads N]
+    python bench/serve.py [--arch resnet18] [--size 224] [--backend torch onnx] [--concurrency 8] [--duration 20]
+                          [--flood 15] [--threads N] [--raw-n 256]
 
 1. Exports a model (an untrained `build_learner` network on ../shared/data/hymenoptera or the embedded
-   digits) and measures raw `Classifier.predict_batch` throughput on the same JPEG bytes the clients send.
-2. Starts the server (`imgclf.serve.serve`) in a subprocess on a free port of 127.0.0.1.
+   digits, with its ONNX graph) and, for each `--backend`, measures raw in-process `predict_batch`
+   throughput of that backend (`imgclf.runtime.load_model`) on the same JPEG bytes the clients send.
+2. Starts the server (`imgclf.serve.serve(..., backend=)`) in a subprocess on a free port of 127.0.0.1. The
+   ONNX server runs with torch, torchvision and fastai made impossible to import (`sys.modules[name] = None`),
+   as in a deployment install without them; its resident memory (VmRSS) is read when it is idle (started,
+   model loaded, no request yet), after the load test and after the flood. Goals (issue 17): runtime-only
+   server idle RSS < 250 MB, < 400 MB after the flood; served / raw >= 0.8.
 3. Runs a load generator in a *separate process* (this script with `--client`): `--concurrency` threads
    with keep-alive connections POST raw JPEGs to /predict for `--duration` seconds (at most
    `--max-requests`), and reports requests/s, p50/p99 latency and errors. Prints the ratio of served
@@ -127,8 +134,9 @@ def flood(port, jpeg_file, seconds, max_bytes, slow_seconds):
 # ---- the driver
 def start_server(model_dir, threads=None, **kwargs):
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-    code = (f"import torch; torch.set_num_threads({threads}); " if threads else '') + \
-           f"from imgclf.serve import serve; serve({str(model_dir)!r}, port={port}, log_level='error', **{kwargs!r})"
+    if kwargs.get('backend') == 'torch': pre = f"import torch; torch.set_num_threads({threads}); " if threads else ''
+    else: pre = "import sys; sys.modules.update(torch=None, torchvision=None, fastai=None); "  # a torch-free server
+    code = pre + f"from imgclf.serve import serve; serve({str(model_dir)!r}, port={port}, log_level='error', **{kwargs!r})"
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(240):
         if proc.poll() is not None: sys.exit(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
@@ -137,6 +145,12 @@ def start_server(model_dir, threads=None, **kwargs):
             if c.getresponse().status == 200: return proc, port
         except OSError: time.sleep(0.5)
     proc.kill(); sys.exit("the server did not start within 120 s")
+
+def rss_mb(pid):
+    "The resident memory of process `pid` in MB (Linux)"
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'): return int(line.split()[1])/1024
+    return float('nan')
 
 def client_process(*args):
     "Run this script in client mode in a separate process; return its JSON result"
@@ -147,9 +161,11 @@ def client_process(*args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--arch', default='resnet18'); p.add_argument('--size', type=int, default=224)
+    p.add_argument('--backend', nargs='+', default=['torch', 'onnx'], help="'torch', 'onnx' and/or 'int8'")
     p.add_argument('--concurrency', type=int, default=8); p.add_argument('--duration', type=float, default=20.)
     p.add_argument('--max-requests', type=int, default=5000); p.add_argument('--flood', type=float, default=15.)
     p.add_argument('--max-batch', type=int, default=32); p.add_argument('--client', help=argparse.SUPPRESS)
+    p.add_argument('--raw-n', type=int, default=256, help='images per raw predict_batch run (fewer on a busy machine)')
     p.add_argument('--threads', type=int, help='torch CPU threads in the server and the raw run (default: torch\'s choice)')
     a = p.parse_args()
     if a.client:
@@ -171,50 +187,68 @@ def main():
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 def run(a, path, valid, dls, tmp):
-    import torch
     from fastai.vision.all import get_image_files
     from imgclf.learner import build_learner
-    from imgclf.export import export_model, load_classifier
-    model_dir = export_model(build_learner(dls, a.arch, pretrained=False, device='cpu'), tmp/'model')
+    from imgclf.export import export_model, add_onnx
+    model_dir = export_model(build_learner(dls, a.arch, pretrained=False, device='cpu'), tmp/'model', onnx=True)
+    if 'int8' in a.backend: add_onnx(model_dir, int8=valid, max_drop=1.)  # speed only: the network is untrained
     files = [str(f) for f in sorted(get_image_files(valid)) if f.suffix.lower() in ('.jpg', '.jpeg')][:64] or [str(f) for f in sorted(get_image_files(valid))[:64]]
-    print(f"{a.arch} at {a.size}px on the CPU, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}; {len(files)} images from {path}")
+    print(f"{a.arch} at {a.size}px on the CPU, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          f"{len(files)} images from {path}")
+    res = {b: run_backend(a, b, model_dir, files) for b in a.backend}
+    print(f"\n{'backend':8} {'raw img/s':>9} {'served req/s':>12} {'served/raw':>10} {'p50 ms':>7} {'RSS idle':>9} "
+          f"{'after load':>10} {'after flood':>11} {'flood':>6}")
+    for b, r in res.items():
+        print(f"{b:8} {r['raw']:9.1f} {r['rps']:12.1f} {r['rps']/r['raw']:10.2f} {r['p50']:7.0f} {r['idle']:7.0f}MB "
+              f"{r['loaded']:8.0f}MB {r['flooded']:9.0f}MB {r['flood']:>6}")
+    for b in set(res) - {'torch'}:
+        r = res[b]
+        print(f"goals ({b}): idle RSS {r['idle']:.0f} MB (< 250), after the flood {r['flooded']:.0f} MB (< 400), "
+              f"served/raw {r['rps']/r['raw']:.2f} (>= 0.8)")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
-    clf = load_classifier(model_dir, device='cpu')
+def run_backend(a, backend, model_dir, files):
+    "Raw throughput, then the server on `backend`: its memory, served throughput and the flood check"
+    import torch
+    from imgclf.runtime import load_model
+    if a.threads: torch.set_num_threads(a.threads)
+    clf = load_model(model_dir, backend, device='cpu', threads=a.threads if backend != 'torch' else None)
     bodies = [Path(f).read_bytes() for f in files]
     clf.predict_batch(bodies[:a.max_batch], bs=a.max_batch)  # warm-up
-    def raw_ips(bs, n=256):
+    def raw_ips(bs, n=a.raw_n):
         items = (bodies * (n // len(bodies) + 1))[:n]
         t = time.perf_counter(); clf.predict_batch(items, bs=bs); return n/(time.perf_counter() - t)
     raws = {bs: max(raw_ips(bs), raw_ips(bs)) for bs in sorted({a.concurrency, a.max_batch})}
     raw = max(raws.values())  # the reference is the best raw figure: a conservative ratio
     del clf
-    print(f"raw predict_batch (same bytes, in-process, best of 2 x 256 images): " + ', '.join(f'bs {b}: {v:.1f} img/s' for b, v in raws.items()))
-
-    proc, port = start_server(model_dir, a.threads, max_batch=a.max_batch, timeout=10.)
+    print(f"\n[{backend}] raw predict_batch (same bytes, in-process, best of 2 x {a.raw_n} images): "
+          + ', '.join(f'bs {b}: {v:.1f} img/s' for b, v in raws.items()))
+    proc, port = start_server(model_dir, a.threads, backend=backend, max_batch=a.max_batch, timeout=10.)
     try:
+        time.sleep(2); idle = rss_mb(proc.pid)
         client_process('load', port, files[:8], 2, 3., 50)  # warm-up
         r = client_process('load', port, files, a.concurrency, a.duration, a.max_requests)
-        print(f"served: {r['rps']:.1f} requests/s with {a.concurrency} concurrent clients for {r['wall']:.0f} s, "
+        loaded = rss_mb(proc.pid)
+        print(f"[{backend}] served: {r['rps']:.1f} requests/s with {a.concurrency} concurrent clients for {r['wall']:.0f} s, "
               f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, statuses {r['statuses']}")
-        print(f"served / raw predict_batch throughput: {r['rps']/raw:.2f} (goal >= 0.75: serving overhead under 25%)")
         f = client_process('flood', port, files[0], a.flood, 10_000_000, min(a.flood, 14.))
-        c = _conn(port); c.request('GET', '/health'); hs = c.getresponse().status
+        flooded = rss_mb(proc.pid)
+        c = _conn(port); c.request('GET', '/health'); hr = c.getresponse(); health = json.loads(hr.read()); hs = hr.status
         # a server may refuse a huge upload by answering 413 and closing before the client finished sending: a reset is fine there
         five = {f'{k}: {s}': v for k, d in f['statuses'].items() for s, v in d.items()
                 if s.startswith('5') or (not s.isdigit() and not (k == 'huge upload' and s in ('ConnectionResetError', 'BrokenPipeError')))}
         seen = {}
         for d in f['statuses'].values():
             for s, v in d.items(): seen[s] = seen.get(s, 0) + v
-        print(f"bad-input flood ({a.flood:g} s, {sum(seen.values())} requests): statuses {dict(sorted(seen.items()))}; "
+        print(f"[{backend}] bad-input flood ({a.flood:g} s, {sum(seen.values())} requests): statuses {dict(sorted(seen.items()))}; "
               f"/health during the flood {sorted(set(map(str, f['health'])))} ({len(f['health'])} checks); slow uploads got {f['slow']}")
-        print(f"after the flood /health answers {hs}; 5xx or broken connections: {five or 'none'}")
-        for name, d in sorted(f['statuses'].items()): print(f"    {name}: {d}")
-        ok = hs == 200 and not five and all(str(h) == '200' for h in f['health'])
-        print("flood check:", "PASS" if ok else "FAIL")
+        print(f"[{backend}] after the flood /health answers {hs} (backend {health.get('backend')}); 5xx or broken connections: {five or 'none'}")
+        ok = hs == 200 and not five and all(str(h) == '200' for h in f['health']) and health.get('backend') == backend
+        print(f"[{backend}] flood check:", "PASS" if ok else "FAIL")
     finally:
         proc.terminate()
         try: proc.wait(10)
         except subprocess.TimeoutExpired: proc.kill()
+    return dict(raw=raw, rps=r['rps'], p50=r['p50'], idle=idle, loaded=loaded, flooded=flooded, flood='PASS' if ok else 'FAIL')
 
 if __name__ == '__main__': main()

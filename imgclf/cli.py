@@ -153,26 +153,31 @@ COMMANDS = dict(
                   "--move-files.",
                   ('imgclf clean imgclf-report            # dry run: the plan',
                    'imgclf clean imgclf-report --apply    # writes imgclf-report/cleaned.csv',
+                   'imgclf clean imgclf-report --undo     # takes back the latest --apply',
                    'imgclf train imgclf-report/cleaned.csv --out run2'),
-                  ((None, 'review.clean_cmd', 'apply move_files quiet'),)),
-    export=Command('export.export_cmd', 'check a model folder, print its card, optionally write ONNX',
+                  ((None, 'review.clean_cmd', 'apply move_files undo quiet'),)),
+    export=Command('export.export_cmd', 'check a model folder, print its card, add its ONNX graph',
                    'Load a model folder as imgclf.export.load_classifier does (checksum, versions), print what it is,\n'
-                   'and optionally export it to ONNX.',
-                   ('imgclf export imgclf-report/model', 'imgclf export imgclf-report/model --onnx model.onnx'),
-                   ((None, 'export.export_cmd', 'onnx'),)),
-    predict=Command('export.predict_cmd', 'the top classes of images or folders of images',
+                   'and with --onnx write its ONNX graph into it (for the torch-free runtime); --int8 DATA also\n'
+                   'writes an int8 graph calibrated and checked on the labelled images in DATA.',
+                   ('imgclf export imgclf-report/model', 'imgclf export imgclf-report/model --onnx',
+                    'imgclf export model/ --int8 data/valid'),
+                   ((None, 'export.export_cmd', 'onnx int8'),)),
+    predict=Command('runtime.predict_cmd', 'the top classes of images or folders of images',
                     'Predict images with an exported model. Folders are searched recursively.',
                     ('imgclf predict imgclf-report/model cat.jpg dog.jpg',
                      'imgclf predict model/ photos/ --json -k 5 > predictions.json'),
-                    ((None, 'export.predict_cmd', 'k bs as_json quiet'),), dict(as_json='--json', images='IMAGE'),
+                    ((None, 'runtime.predict_cmd', 'k bs backend as_json quiet'),),
+                    dict(as_json='--json', images='IMAGE'),
                     exit_code=lambda res: int(any('error' in r for r in res))),
     serve=Command('serve.serve', 'serve a model: upload page, JSON API, health check',
-                  'Serve a model with Uvicorn: GET / (upload page), POST /predict, GET /classify-url?url=,\n'
+                  'Serve a model with Hypercorn: GET / (upload page), POST /predict, GET /classify-url?url=,\n'
                   'GET /health.',
                   ('imgclf serve imgclf-report/model',
                    'imgclf serve model/ --host 0.0.0.0 --port 8080    # reachable from the network',
                    "curl -F file=@cat.jpg http://127.0.0.1:8000/predict"),
-                  ((None, 'serve.serve', 'host port log_level'), (None, 'serve.create_app', 'max_bytes allow_hosts')),
+                  ((None, 'serve.serve', 'host port log_level mmap_threshold'),
+                   (None, 'serve.create_app', 'backend max_bytes allow_hosts')),
                   dict(model_dir='MODEL', allow_hosts='--allow-host')),
 )
 
@@ -278,7 +283,8 @@ if __name__ == '__main__': sys.exit(main())
 _MOVED = {name: f'imgclf.pipeline.{name}' for name in (
     'prepare_out', 'save_figure', 'choose_lr', 'stage_plan', 'interpret_learner', 'write_plots', 'write_report',
     'train', 'summary', 'demo', 'lr_find_cmd', 'interpret_cmd', 'REPORT_FILES', 'DEMO', 'SMOKE')}
-_MOVED |= {name: f'imgclf.export.{name}' for name in ('export_cmd', 'predict_cmd', 'format_predictions')}
+_MOVED |= {name: f'imgclf.export.{name}' for name in ('export_cmd',)}
+_MOVED |= {name: f'imgclf.runtime.{name}' for name in ('predict_cmd', 'format_predictions')}
 _MOVED |= dict(fine_tune='imgclf.pipeline.fit_recipe', load_data='imgclf.data.load_data',
                EpochLine='imgclf.history.EpochLine', progress_ctx='imgclf.history.progress_ctx',
                review_queue='imgclf.review.review_queue', QUEUE_COLS='imgclf.review.QUEUE_COLS',

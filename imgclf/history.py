@@ -11,9 +11,11 @@ import sys, math, time, contextlib
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from matplotlib.textpath import TextPath
+from matplotlib.ticker import MaxNLocator
 from fastcore.basics import patch
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+from fastai.callback.schedule import LRFinder
 from fastai.torch_core import rank_distrib
 from .core import ConfigError
 
@@ -29,10 +31,12 @@ def stage_name(learn:Learner, # a learner, before or during a fit
 class TrainingHistory(Callback):
     "Keep the loss and metrics of every epoch of every `fit` (fastai's `Recorder` resets at each one)"
     order = 55 # after the Recorder (50), so its values for the epoch are ready
-    def __init__(self): self.fits, self._fit = [], None  # every fit so far; the one in progress
-    def before_fit(self): self._fit = None
+    def __init__(self): self.fits, self._fit, self._skip = [], None, False  # every fit so far; the one in progress
+    def before_fit(self):
+        self._fit = None
+        self._skip = any(isinstance(c, LRFinder) for c in self.learn.cbs)  # an LR finder's fit is not training
     def before_train(self):
-        if self._fit is not None: return
+        if self._fit is not None or self._skip: return
         stage = stage_name(self.learn)
         self._fit = dict(losses=[], values=[], names=[], size=None, stage=stage, frozen=stage != 'unfrozen')
     def after_batch(self):
@@ -45,8 +49,10 @@ class TrainingHistory(Callback):
 def after_epoch(self:TrainingHistory):
     "Record the epoch's losses and metrics from the `Recorder`"
     if self._fit is None or not self.recorder.values: return
-    self._fit['names'] = [n for n in self.recorder.metric_names if n not in ('epoch', 'time')]
-    self._fit['values'].append([float(v) for v in self.recorder.values[-1]])
+    names = [n for n in self.recorder.metric_names if n not in ('epoch', 'time')]
+    vals = [float('nan') if v is None else float(v) for v in self.recorder.values[-1]][:len(names)]
+    self._fit['names'] = names
+    self._fit['values'].append(vals + [float('nan')]*(len(names) - len(vals)))  # an epoch without validation: NaN
 
 @patch
 def after_fit(self:TrainingHistory):
@@ -65,7 +71,8 @@ def _history(learn):
     h = next((c for c in learn.cbs if isinstance(c, TrainingHistory)), None)
     if h is None or not h.fits:
         raise ConfigError("no training history on this learner",
-                          "call track_history(learn) before fitting (imgclf's learners have it)")
+                          "call track_history(learn) before fitting (build_learner does not add it; "
+                          "imgclf.pipeline.train does), or pass cbs=TrainingHistory() to build_learner")
     return h.fits
 
 def _fit_stage(f):
@@ -80,7 +87,7 @@ def _fit_size(f):
 
 def _fit_label(f): return ' '.join(o for o in (_fit_stage(f), _fit_size(f)) if o)
 
-def _fit_marks(ax, fits, labels=True, fontsize=7):
+def _fit_marks(ax, fits, labels=True, fontsize=8):
     "A dotted line where each fit starts, labelled with `_fit_label`; a label that would overlap another goes lower"
     starts = np.cumsum([0] + [len(f['values']) for f in fits])
     for s in starts[1:-1]: ax.axvline(s, color='grey', ls=':', lw=1)
@@ -99,47 +106,90 @@ def _fit_marks(ax, fits, labels=True, fontsize=7):
         r = next((r for r, row in enumerate(rows) if all(span[1] <= a or b <= span[0] for a, b in row)), len(rows))
         if r == len(rows): rows.append([])
         rows[r].append(span)
-        ax.annotate(label, (s, 1), xycoords=('data', 'axes fraction'), xytext=(-3 if left else 3, -10 - 9*r),
+        ax.annotate(label, (s, 1), xycoords=('data', 'axes fraction'), xytext=(-3 if left else 3, -(fontsize+3)*(r+1)),
                     textcoords='offset points', ha='right' if left else 'left', fontsize=fontsize, color='grey',
                     bbox=dict(boxstyle='square,pad=0.1', fc='white', ec='none', alpha=0.7))  # readable over the curves
+
+# %% ../nbs/09_history.ipynb #390b885c
+def _spike_limit(series, spike):
+    "Losses above this are spikes: `spike` x the larger of the train losses' 90th percentile and the median valid loss"
+    train, valid = [np.concatenate([y for _, y, c in series if c == k] or [np.zeros(0)]) for k in ('C0', 'C1')]
+    ref = [np.nanpercentile(a, q) for a, q in ((train, 90), (valid, 50)) if np.isfinite(a).any()]
+    return spike * max(ref) if ref and max(ref) > 0 else np.inf
+
+def _mark_spikes(ax, series, limit):
+    "Scale the y-axis to the losses up to `limit`; mark each one above it on the top edge (valid ones with their value)"
+    ys = np.concatenate([y for _, y, _ in series])
+    ys = ys[np.isfinite(ys) & (ys <= limit)]
+    lo, hi = ys.min(), ys.max()
+    ax.set_ylim(lo - 0.05*(hi - lo or 1), hi + 0.08*(hi - lo or 1))
+    top = ax.get_ylim()[1]
+    for xs, ys, c in series:
+        out = ys > limit
+        ax.plot(xs[out], np.full(out.sum(), top), '^', color=c, ms=7, clip_on=False, zorder=5)
+        for x, y in zip(xs[out], ys[out]) if c == 'C1' else ():  # the validation losses are few: each gets its value
+            ax.annotate(f'{y:.3g}', (x, top), xytext=(0, 5), textcoords='offset points', ha='center', va='bottom',
+                        fontsize=8, color=c)
+    ax.plot([], [], '^', color='grey', label='off the scale')
 
 # %% ../nbs/09_history.ipynb #e7b5a8fd
 def plot_loss(learn:Learner, # a learner with a `TrainingHistory`
               skip_start:int=5, # batches of the first fit not shown (the loss starts high)
               with_valid:bool=True, # also plot the validation loss
               log:bool=False, # log scale for the loss
+              spike:float|None=3, # losses above `spike` x the typical loss are marked, not scaled to (None: show all)
               figsize:tuple=(6, 3.5), # figure size in inches
+              dpi:int|None=None, # resolution (default: matplotlib's `figure.dpi`)
              )->plt.Figure:
     "Training loss per batch and validation loss per epoch, over every fit, on one epoch axis"
-    fits = _history(learn)
-    fig, ax = plt.subplots(figsize=figsize)
-    start = 0
+    fits, start, series = _history(learn), 0, []  # (x, loss, colour) of each line
     for f in fits:
         n, k = len(f['losses']), len(f['values'])
         xs = start + np.arange(1, n+1) * k / max(n, 1)
         s = skip_start if start == 0 else 0
-        ax.plot(xs[s:], f['losses'][s:], color='C0', label='train' if start == 0 else None)
+        series.append((xs[s:], np.asarray(f['losses'][s:], dtype=float), 'C0'))
         if with_valid and 'valid_loss' in f['names']:
             valid = [v[f['names'].index('valid_loss')] for v in f['values']]
-            ax.plot(start + np.arange(1, k+1), valid, 'o-', color='C1', label='valid' if start == 0 else None)
+            series.append((start + np.arange(1, k+1), np.asarray(valid, dtype=float), 'C1'))
         start += k
+    limit = np.inf if log or spike is None else _spike_limit(series, spike)
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    for i, (xs, ys, c) in enumerate(series):
+        first = i == [cc for _, _, cc in series].index(c)
+        ax.plot(xs, np.where(ys > limit, np.nan, ys), 'o-' if c == 'C1' else '-', color=c,
+                label=('train' if c == 'C0' else 'valid') if first else None)
+    if any((ys > limit).any() for _, ys, _ in series): _mark_spikes(ax, series, limit)
     _fit_marks(ax, fits)
     ax.set(xlabel='epoch', ylabel='loss', yscale='log' if log else 'linear')
-    ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/09_history.ipynb #b33f9a6f
+def _fits_caption(fits, width_in, fontsize):
+    "'epoch 1: frozen 28px · epochs 2-3: unfrozen 28px · ...' wrapped to `width_in` inches"
+    ends = np.cumsum([len(f['values']) for f in fits])
+    parts = [f"epoch {b}" if a + 1 == b else f"epochs {a+1}-{b}" for a, b in zip([0, *ends[:-1]], ends)]
+    parts = [f"{p}: {_fit_label(f)}" for p, f in zip(parts, fits)]
+    room, lines = width_in * 72 / (0.55*fontsize), ['']  # characters per line, at about 0.55 em a character
+    for p in parts:
+        if lines[-1] and len(lines[-1]) + 3 + len(p) > room: lines.append('')
+        lines[-1] += ('   ' if lines[-1] else '') + p
+    return '\n'.join(lines)
+
 def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
                  ncols:int=3, # panels per row
                  figsize:tuple|None=None, # default: 2.8 x 2.2 inches per panel
+                 dpi:int|None=None, # resolution (default: matplotlib's `figure.dpi`)
                 )->plt.Figure:
     "Each metric per epoch over every fit, on one epoch axis (one panel per metric)"
     fits = _history(learn)
     names = [n for n in fits[-1]['names'] if n not in ('train_loss', 'valid_loss')] or ['valid_loss']
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.8*ncols, 2.2*nrows), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.8*ncols, 2.2*nrows), squeeze=False, dpi=dpi,
+                            layout='constrained')
     for ax in axs.flat[len(names):]: ax.set_visible(False)
     for ax, name in zip(axs.flat, names):
         xs, ys, start = [], [], 0
@@ -150,8 +200,10 @@ def plot_metrics(learn:Learner, # a learner with a `TrainingHistory`
             start += len(f['values'])
         ax.plot(xs, ys, 'o-')
         ax.set(title=name, xlabel='epoch')
-        _fit_marks(ax, fits, labels=ax is axs.flat[0])
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _fit_marks(ax, fits, labels=False)
+    if len(fits) > 1 or _fit_size(fits[0]):
+        fig.suptitle(_fits_caption(fits, fig.get_figwidth(), 9), fontsize=9, color='dimgrey')
     return fig
 
 # %% ../nbs/09_history.ipynb #f5b0af72

@@ -17,7 +17,7 @@ from fastai.torch_core import to_device
 from .core import ConfigError, DataError, deprecated_names
 from .images import open_image, decode_errors
 from .history import plot_loss, plot_metrics
-from .gradcam import gradcam_batch, displayable
+from .gradcam import gradcam_batch, displayable, show_cam
 
 # %% ../nbs/11_interpret.ipynb #67b82241
 class Interpreter:
@@ -178,13 +178,24 @@ def _confused_classes(cm, k):
     np.fill_diagonal(off, 0)
     return np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:k])
 
+_CELL_FS = (8, 14) # the smallest and largest size of the numbers in the cells, in points
+
+def _digits_fs(cell_pt, width):
+    "The font size at which `width` characters fill a `cell_pt`-point cell (a digit is about 0.62 em wide)"
+    return min(_CELL_FS[1], (cell_pt - 4) / (0.62 * width))
+
 def _cm_layout(n, figsize, width=4):
-    "Figure size, label font size, and the cell font size (None: the values do not fit in the cells)"
-    side = min(max(3.5, 1.5 + 0.2*n), 18.)
-    figsize = figsize or (side + 0.5, side)
-    cell_pt = 72 * min(figsize) * 0.7 / n
-    cell_fs = min(12, cell_pt / (0.65 * width)) # a digit is about 0.6 of the font size wide
-    return dict(figsize=figsize, fs=max(5, min(10, 11 - n//12)), cell_fs=cell_fs if cell_fs >= 5 else None)
+    "Figure size and label font size: by default large enough for `width`-character values at 8 points"
+    side = 1.6 + n * (0.62*width*_CELL_FS[0] + 4) / 72 / 0.8 # the matrix is about 80% of the figure
+    if side > 18: side = min(max(3.5, 1.5 + 0.2*n), 18.) # too many classes for numbers: a heatmap
+    side = max(3.5, side)
+    return dict(figsize=figsize or (side + 0.5, side), fs=max(5, min(10, 11 - n//12)))
+
+def _cell_pt(ax, n):
+    "The side of one cell of an `n` x `n` matrix as drawn, in points"
+    ax.figure.draw_without_rendering() # the layout and the image's aspect are applied when drawn
+    bb = ax.get_window_extent()
+    return min(bb.width, bb.height) / n * 72 / ax.figure.dpi
 
 # %% ../nbs/11_interpret.ipynb #59ee1919
 @patch
@@ -196,6 +207,7 @@ def plot_confusion_matrix(self:Interpreter,
                           cmap:str='Blues', # matplotlib colour map
                           norm_dec:int=2, # decimals of normalised values
                           title:str='Confusion matrix', # the figure's title
+                          dpi:int|None=None, # resolution (default: matplotlib's `figure.dpi`)
                          )->plt.Figure:
     "Plot the confusion matrix, readable from 2 to hundreds of classes"
     cm = self.confusion_matrix()
@@ -203,14 +215,18 @@ def plot_confusion_matrix(self:Interpreter,
     rows = cm[idx]
     cm = cm[np.ix_(idx, idx)]
     if normalize: cm = cm / np.maximum(rows.sum(1, keepdims=True), 1)
-    lay = _cm_layout(len(idx), figsize, norm_dec + 2 if normalize else len(str(cm.max())))
-    fig, ax = plt.subplots(figsize=lay['figsize'])
+    width = norm_dec + 2 if normalize else len(str(cm.max()))
+    lay = _cm_layout(len(idx), figsize, width)
+    fig, ax = plt.subplots(figsize=lay['figsize'], dpi=dpi)
     im = ax.imshow(cm, interpolation='nearest', cmap=cmap, vmin=0)
     _cm_labels(ax, [str(self.vocab[i]) for i in idx], lay['fs'])
-    if plot_txt if plot_txt is not None else lay['cell_fs']: _cm_text(ax, cm, normalize, norm_dec, lay['cell_fs'] or 6)
-    else: fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    ax.set_title(title + (f' ({len(idx)} most confused of {len(self.vocab)} classes)' if top_k else ''))
+    ax.set_title(title + (f'\n({len(idx)} most confused of {len(self.vocab)} classes)' if top_k else ''))
     fig.tight_layout()
+    fs = _digits_fs(_cell_pt(ax, len(idx)), width)
+    if plot_txt if plot_txt is not None else fs >= _CELL_FS[0]: _cm_text(ax, cm, normalize, norm_dec, max(fs, 5))
+    else:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        fig.tight_layout()
     return fig
 
 # %% ../nbs/11_interpret.ipynb #d98490d8
@@ -273,23 +289,22 @@ def plot_top_losses(self:Interpreter,
                     gradcam:bool=False, # overlay a Grad-CAM heatmap of the predicted class on each image
                     ncols:int|None=None, # images per row (default: up to 4)
                     figsize:tuple|None=None, # default: 2.3 inches per image
-                    alpha:float=0.5, # opacity of the heatmap
+                    alpha:float=0.6, # opacity of the heatmap where it is hottest
+                    dpi:int|None=None, # resolution (default: matplotlib's `figure.dpi`)
                    )->plt.Figure:
     "Grid of the `k` images with the largest losses: actual/predicted, loss / probability"
     losses, idxs = self.top_losses(k, largest)
     imgs, cams = self._display_images(idxs, gradcam)
     ncols = ncols or min(len(idxs), 4)
     nrows = math.ceil(len(idxs) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.3*ncols, 2.5*nrows), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.3*ncols, 2.5*nrows), squeeze=False, dpi=dpi,
+                            layout='constrained') # room for the titles and the heading
     for ax in axs.flat: ax.axis('off')
     for n, (ax, i, loss) in enumerate(zip(axs.flat, idxs.tolist(), losses.tolist())):
-        ax.imshow(imgs[n])
-        if cams is not None:
-            ax.imshow(cams[n], cmap='jet', alpha=alpha, extent=(-.5, imgs[n].shape[1]-.5, imgs[n].shape[0]-.5, -.5))
         a, p = self.vocab[int(self.targets[i])], self.vocab[int(self.preds[i])]
-        ax.set_title(f'{a}/{p}\n{loss:.2f} / {float(self.probs[i, self.preds[i]]):.2f}', fontsize=9)
+        title = f'{a}/{p}\n{loss:.2f} / {float(self.probs[i, self.preds[i]]):.2f}'
+        show_cam(ax, imgs[n], None if cams is None else cams[n], title, alpha)
     fig.suptitle('actual/predicted   loss / probability', fontsize=10)
-    fig.tight_layout()
     return fig
 
 # %% ../nbs/11_interpret.ipynb #42b5eb7b
@@ -395,11 +410,12 @@ def threshold_for_sensitivity(self:Interpreter, sensitivity:float=0.95, # the sh
 def plot_roc_pr(self:Interpreter, pos:int|str|None=None, # the positive class
                 threshold:float=0.5, # the operating point to mark
                 figsize:tuple=(8, 3.6), # figure size in inches
+                dpi:int|None=None, # resolution (default: matplotlib's `figure.dpi`)
                )->plt.Figure:
     "ROC and precision-recall curves with their areas, the operating point at `threshold` marked"
     (fpr, tpr, _), (prec, rec, _) = self.roc_curve(pos), self.pr_curve(pos)
     op, name = self.operating_point(threshold, pos), str(self.vocab[self._pos(pos)])
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize, dpi=dpi)
     a1.plot(fpr, tpr, label=f'AUC {self.roc_auc(pos):.3f}')
     a1.plot([0, 1], [0, 1], ':', color='grey')
     a1.plot(1-op['specificity'], op['sensitivity'], 'o', color='C3',

@@ -123,26 +123,39 @@ def as_dict(self:LRFindResult)->dict:
 # %% ../nbs/08_lr_find.ipynb #1122650e
 def _at(self, lr): return float(np.interp(np.log10(lr), np.log10(self.lrs[:len(self.loss)]), self.loss))
 
+def _rec_label(self):
+    name = next((k for k, v in self.suggestions.items() if v == self.lr), None)
+    rec = self.recommended
+    if isinstance(rec, slice): return f"recommended{f' ({name})' if name else ''}:\nslice({rec.start:.1e}, {rec.stop:.1e})"
+    return f"recommended{f' ({name})' if name else ''}:\n{rec:.2e}"
+
 @patch
-def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on
-         figsize=(5, 3.2), # size of a new figure
+def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on (the legend then goes inside it)
+         figsize=(6, 3.2), # size of a new figure
          skip_end:int=5, # points not drawn at the end (the blow-up)
+         dpi:int|None=None, # resolution of a new figure (default: matplotlib's `figure.dpi`)
         ):
     "Plot loss vs learning rate (log scale) with the suggestions marked"
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
+    new = ax is None
+    if new: _, ax = plt.subplots(figsize=figsize, dpi=dpi)
     n = max(len(self.loss) - skip_end, 2)
     x = self.lrs[:n]
     if len(self.losses) > 1:
         for l in self.losses: ax.plot(x, l[:n], c='C0', alpha=0.25, lw=0.8)
         ax.fill_between(x, (self.loss - self.spread)[:n], (self.loss + self.spread)[:n], color='C0', alpha=0.15)
     ax.plot(x, self.loss[:n], c='C0', label=f'loss ({len(self.losses)} run{"s" if len(self.losses) > 1 else ""})')
+    if isinstance(self.recommended, slice):
+        ax.axvspan(self.recommended.start, self.recommended.stop, color='grey', alpha=0.15, lw=0, zorder=0)
+    ax.plot(self.lr, _at(self, self.lr), "*", ms=16, mfc='none', mec='k', mew=1.2, zorder=3, label=_rec_label(self))
     for i, (k, v) in enumerate(self.suggestions.items()):
-        ax.plot(v, _at(self, v), 'o', c=f'C{i+1}', label=f'{k} {v:.1e}')
-    ax.plot(self.lr, _at(self, self.lr), '*', c='k', ms=12, label=f'recommended {_fmt(self.recommended)}')
+        ax.plot(v, _at(self, v), 'o', c=f'C{i+1}', ms=6, zorder=4, label=f'{k} {v:.1e}')
     ax.set_xscale('log')
     ax.set_xlabel('learning rate')
     ax.set_ylabel('loss')
-    ax.legend(fontsize=7)
+    if new:
+        ax.legend(fontsize=9, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False, borderaxespad=0)
+        ax.figure.tight_layout()
+    else: ax.legend(fontsize=9)
     return ax
 
 # %% ../nbs/08_lr_find.ipynb #b869b3be

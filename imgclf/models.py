@@ -115,20 +115,27 @@ def weights_source(arch:str, # an architecture name
         if p.is_dir(): return _file_in(p, arch)
         if not p.is_file():
             raise WeightsError(f"weights file {p} does not exist", "check the path given by weights= or IMGCLF_WEIGHTS")
-        return p
-    if arch == 'efficientnet_lite0': return _effnet_file()
+        if weights or _fits(_read_state_dict(p, mmap=True), arch): return p
+    if arch == 'efficientnet_lite0': return _effnet_file()  # IMGCLF_WEIGHTS unset, or a file for another arch
     if arch in _RESNETS: return _weights_url(arch)
     if arch.startswith('timm/'): return arch
     return None
 
 # %% ../nbs/06_models.ipynb #35ed6889
-def _read_state_dict(path):
+def _torch_load(path, mmap):
+    try: return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except RuntimeError as e:  # files in torch's legacy format (before 1.6) cannot be memory-mapped
+        if not (mmap and 'mmap' in str(e)): raise
+        return torch.load(path, map_location='cpu', weights_only=True)
+
+def _read_state_dict(path, mmap=False):
+    "The state_dict in file `path`; `mmap`: map the tensors, read from disk only when used (to look at shapes)"
     path = Path(path)
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
             sd = load_file(str(path))
-        else: sd = torch.load(path, map_location='cpu', weights_only=True)
+        else: sd = _torch_load(path, mmap)
     except Exception as e:
         raise WeightsError(f"could not read weights from {path}: {e}",
                            "point at a state_dict saved with torch.save(model.state_dict(), path) "
@@ -154,7 +161,7 @@ def _fetch(arch, src):
         cache = 'the Hugging Face cache (HF_HOME)' if timm else Path(torch.hub.get_dir())/'checkpoints'
         copy_it = '' if timm else f", or copy it into {cache} (TORCH_HOME)"
         raise WeightsError(f"could not download the pretrained weights for {arch} from {src} "
-                           f"({type(e).__name__}: {str(e)[:200]})",
+                           f"({type(e).__name__}: {str(e)[:200]}){_env_passed_over(arch)}",
                            f"connect to the internet once (the file is then cached in {cache}); or download it "
                            f"elsewhere and set IMGCLF_WEIGHTS (or weights=) to the state_dict file{copy_it}; "
                            "or use arch='efficientnet_lite0', whose weights ship with imgclf; "
@@ -167,17 +174,49 @@ def _classifier_prefix(arch, model):
     if arch in _XRESNETS: return f'{len(model)-1}.'
     return model.pretrained_cfg.get('classifier', 'fc') + '.'
 
-def _load_into(model, sd, arch, src):
-    own, pre = model.state_dict(), _classifier_prefix(arch, model)
+def _mismatch(own, sd, pre):
+    "Keys of the body (not the classifier `pre`) missing from `sd`, unexpected in it, or of another shape"
     missing = [k for k in own if k not in sd and not k.startswith(pre)]
     extra = [k for k in sd if k not in own and not k.startswith(pre)]
-    shape = [k for k in own if k in sd and not k.startswith(pre) and sd[k].shape != own[k].shape]
+    shape = [k for k in own if k in sd and not k.startswith(pre) and getattr(sd[k], 'shape', None) != own[k].shape]
+    return missing, extra, shape
+
+def _shapes_of(arch):
+    "`arch`'s classifier (its state_dict) and classifier prefix, built on the meta device: shapes only, no memory"
+    try:
+        with torch.device('meta'): m = _backbone(arch)
+    except Exception: m = _backbone(arch)  # a model that cannot be built on the meta device
+    return m.state_dict(), _classifier_prefix(arch, m)
+
+def _fits(sd, arch):
+    "Does the state_dict `sd` hold weights for every layer of `arch`'s body, of the right shapes?"
+    own, pre = _shapes_of(arch)
+    return not any(_mismatch(own, sd, pre))
+
+def _arch_of(sd):
+    "The first of `ARCHS` whose body the state_dict `sd` fits, or None"
+    return next((a for a in ARCHS if _fits(sd, a)), None)
+
+def _load_into(model, sd, arch, src):
+    own, pre = model.state_dict(), _classifier_prefix(arch, model)
+    missing, extra, shape = _mismatch(own, sd, pre)
     if missing or extra or shape:
+        holds = _arch_of(sd)
         raise WeightsError(f"the weights in {src} do not fit {arch}: {len(missing)} missing, {len(extra)} unexpected, "
-                           f"{len(shape)} of another shape (e.g. {(missing+extra+shape)[:3]})",
-                           f"point at a state_dict of a {arch} model, or pick the arch the file was saved from")
+                           f"{len(shape)} of another shape (e.g. {(missing+extra+shape)[:3]})"
+                           + (f"; the file holds {holds} weights" if holds else ''),
+                           f"point at a state_dict of a {arch} model, or pick the arch the file was saved from"
+                           + (f" (arch='{holds}')" if holds else ''))
     model.load_state_dict({k: v for k, v in sd.items() if k in own and not k.startswith(pre)}, strict=False)
     return model
+
+def _env_passed_over(arch):
+    "Why `IMGCLF_WEIGHTS` was not used for `arch` when it is one file of another architecture ('' otherwise)"
+    p = Path(os.environ.get('IMGCLF_WEIGHTS') or '.').expanduser()
+    if not p.is_file(): return ''
+    holds = _arch_of(_read_state_dict(p, mmap=True))
+    return (f" (IMGCLF_WEIGHTS={p} was passed over: it holds {holds or 'another architecture'}'s weights, not "
+            f"{arch}'s; to keep several, point IMGCLF_WEIGHTS at a folder of <arch>.pth files, e.g. {arch}.pth)")
 
 # %% ../nbs/06_models.ipynb #c296c019
 def load_pretrained_weights(model:nn.Module, # the full classifier of `arch` (as `_backbone` builds it)
@@ -187,7 +226,7 @@ def load_pretrained_weights(model:nn.Module, # the full classifier of `arch` (as
     "Load `arch`'s ImageNet weights into `model`, the same way for every architecture"
     src = weights_source(arch, weights)
     if src is None:
-        raise WeightsError(f"{arch} has no published pretrained weights",
+        raise WeightsError(f"{arch} has no published pretrained weights{_env_passed_over(arch)}",
                            "pass pretrained=False to train it from scratch, or weights= a state_dict you saved")
     sd = _read_state_dict(src) if isinstance(src, Path) else _fetch(arch, src)
     return _load_into(model, sd, arch, src)

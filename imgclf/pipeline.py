@@ -6,14 +6,16 @@
 __all__ = ['REPORT_FILES', 'RECIPE', 'BALANCES', 'DEMO', 'SMOKE', 'prepare_out', 'save_figure', 'RecipeCard', 'choose_size',
            'choose_balance', 'recipe_lr', 'KeepBest', 'parse_budget', 'time_batches', 'epoch_seconds', 'plan_size',
            'plan_epochs', 'Deadline', 'choose_threshold', 'apply_threshold', 'choose_lr', 'StagePlan', 'stage_plan',
-           'fit_recipe', 'interpret_learner', 'write_plots', 'write_report', 'Stopwatch', 'decide', 'train', 'summary',
-           'demo', 'lr_find_cmd', 'interpret_cmd']
+           'fit_recipe', 'interpret_learner', 'write_plots', 'write_predictions', 'write_report', 'min_image_size',
+           'check_image_size', 'preflight', 'check_data', 'Stopwatch', 'decide', 'train', 'summary', 'demo',
+           'lr_find_cmd', 'interpret_cmd']
 
 # %% ../nbs/20_pipeline.ipynb #285b171f
-import sys, re, json, math, time, contextlib
+import sys, re, json, math, time, contextlib, importlib.metadata
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np, torch
+import pandas as pd
 from PIL import Image
 import matplotlib.pyplot as plt
 from fastcore.meta import delegates
@@ -23,15 +25,17 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.losses import CrossEntropyLossFlat
 from .core import ConfigError, DataError, pick_device, set_seed, save_json, atomic_path, atomic_write, run_manifest
 from .core import check_lr, deprecated_names
-from .datasets import imgclf_home, sample_digits
-from .data import load_data
-from .loaders import class_weights
+from .datasets import imgclf_home, sample_digits, path_text
+from .data import load_data, unlabelled_images
+from .loaders import class_weights, report_problems
+from .models import check_arch, body_for
+from .cleaner import KEEP, DELETE
 from .learner import build_learner, fit_head, fit_unfrozen, snapshot_state, restore_state
 from .lr_find import find_lr, SUGGESTIONS
 from .history import TrainingHistory, track_history, plot_loss, progress_ctx
 from .interpret import Interpreter
 from .review import review_queue, dataset_table
-from .export import export_model, load_classifier, model_folder
+from .export import export_model, load_classifier, model_folder, predict_cmd
 
 # %% ../nbs/20_pipeline.ipynb #ce081cec
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
@@ -229,7 +233,7 @@ def plan_size(make_learner, # size -> a learner for the data at that size
                 + _report_seconds(learn, per_batch))
         left = seconds_left()
         if need <= left or size <= 32: break
-        size = max(32, min(size - 32, 32*int(size*math.sqrt(left/need)/32)))
+        size = max(32, min(size - 32, 32*int(size*math.sqrt(max(left, 0)/need)/32)))
     why = f"{freeze_epochs} + {epochs} epochs need ~{need:.0f}s at {size} px, {left:.0f}s of the budget left"
     return learn, size, per_batch, why
 
@@ -373,6 +377,23 @@ def write_plots(interp:Interpreter, # the predictions to draw (the learner's, fo
     files.append(_save_table(interp.classification_report().round(4), out/'classification_report.csv'))
     return files
 
+# %% ../nbs/20_pipeline.ipynb #4ed4eebc
+def write_predictions(dls, # the training data (`imgclf.data.unlabelled_images` finds its unlabelled test folder)
+                      model:str|Path, # the exported model folder
+                      out:str|Path, # where `predictions.csv` goes
+                      bs:int=64, # batch size
+                     )->dict|None:
+    "Predict the unlabelled test images that came with `dls` into `out/predictions.csv`; None when there are none"
+    files = unlabelled_images(dls)
+    if not files: return None
+    res = predict_cmd(model, files, k=1, bs=bs, quiet=True)
+    rows = pd.DataFrame([dict(path=path_text(r['path']), label=r.get('label', ''), probability=r.get('probability'),
+                              error=r.get('error', '')) for r in res],
+                        columns=['path', 'label', 'probability', 'error'])
+    _save_table(rows, Path(out)/'predictions.csv', index=False)
+    folder = path_text(Path(dls.imgclf['source']['path'])/dls.imgclf['source']['unlabelled'])
+    return dict(n=len(rows), errors=int((rows.error != '').sum()), folder=folder)
+
 # %% ../nbs/20_pipeline.ipynb #40057779
 def _metrics(interps, learn, lr, lr_res, command):
     info = learn.imgclf
@@ -397,7 +418,7 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
                  extra:dict|None=None, # more facts for the manifest (e.g. the command line)
                  interps:dict|None=None, # the predictions, if already made by `interpret_learner` (and `decide`)
                 )->dict:
-    "Write metrics, plots, the review queue, the dataset listing, the exported model and the manifest to `out`"
+    "Write metrics, plots, the review queue, the dataset listing, the model, predictions and the manifest to `out`"
     out, start = Path(out), time.time()
     interps = interps or interpret_learner(learn)
     metrics = _metrics(interps, learn, lr, lr_res, command)
@@ -411,10 +432,12 @@ def write_report(learn, # a trained learner (with a `TrainingHistory`)
     held_out = {k: metrics[k] for k in ('valid', 'test') if k in metrics}
     export_model(learn, out/'model', name=name, metrics=held_out, lr_find=lr_res.as_dict() if lr_res else None,
                  overwrite=True)
+    if predictions := write_predictions(learn.dls, out/'model', out): metrics['predictions'] = predictions
     save_json(metrics, out/'metrics.json')
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith('.'))
     manifest = run_manifest(learn.imgclf.get('seed'), learn.dls.device, command=command, data=learn.dls.imgclf,
-                            training=learn.imgclf, metrics=metrics, files=files, **(extra or {}))
+                            training=learn.imgclf, metrics=metrics, files=files,
+                            problems=list(getattr(learn.dls, 'problems', [])), **(extra or {}))
     save_json(manifest, out/'manifest.json')
     return metrics
 
@@ -462,6 +485,79 @@ def _resumed_lr(run):
     try: v = json.loads((Path(run.run_dir)/run.resumable.RUN_JSON).read_text())['config']['stages'][0]['lr']
     except (OSError, ValueError, KeyError, IndexError): return None
     return v[1] if isinstance(v, list) else v
+
+# %% ../nbs/20_pipeline.ipynb #f41c418b
+def _probe(body, size):
+    "Does `body` turn a blank `size` x `size` image into a feature map?"
+    try:
+        with torch.no_grad(): out = body(torch.zeros(1, 3, size, size))
+    except Exception: return False  # torch's own errors: a kernel larger than its input, ...
+    return out.ndim == 4 and min(out.shape[-2:]) >= 1
+
+def _versions(arch):
+    pkgs = ('torch', 'torchvision', 'fastai', 'efficientnet-lite-pytorch', 'timm' if arch.startswith('timm/') else '')
+    def v(p):
+        try: return importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError: return None
+    return ' '.join(f"{p}={v(p)}" for p in pkgs if p)
+
+# %% ../nbs/20_pipeline.ipynb #17b24286
+def _smallest(body, arch, sizes=(64, 128, 224, 320, 512)):
+    "The smallest size `body` accepts: a working size first, then bisection below it"
+    hi = next((s for s in sizes if _probe(body, s)), None)
+    if hi is None:
+        raise ConfigError(f"{arch} accepts none of the image sizes {list(sizes)} (blank images fail in its body)",
+                          "use another arch, e.g. efficientnet_lite0 or resnet34")
+    lo = 0  # fails
+    while hi - lo > 1:
+        mid = (lo + hi)//2
+        lo, hi = (lo, mid) if _probe(body, mid) else (mid, hi)
+    return hi
+
+def min_image_size(arch:str, # an architecture name (see `imgclf.models.ARCHS`)
+                  )->int:
+    "The smallest square image `arch` accepts, found by running its body on blank images; cached on disk"
+    cache, key = imgclf_home()/'cache'/'min_image_size.json', f"{check_arch(arch)} ({_versions(arch)})"
+    try: known = json.loads(cache.read_text())
+    except (OSError, ValueError): known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), int): return known[key]
+    body = body_for(arch, pretrained=False).eval()
+    size = _smallest(body, arch)
+    with contextlib.suppress(OSError): save_json({**(known if isinstance(known, dict) else {}), key: size}, cache)
+    return size
+
+# %% ../nbs/20_pipeline.ipynb #66784661
+def check_image_size(arch:str, # an architecture name
+                     size:int, # the image size the model will see
+                    ):
+    "Refuse an image size below the smallest `arch` accepts, naming that size"
+    smallest = min_image_size(arch)
+    if size < smallest:
+        raise ConfigError(f"size {size} is too small for {arch}: the smallest image it accepts is {smallest} px",
+                          f"pass size={smallest} or more (--size {smallest})")
+
+def preflight(data:str|Path, # the dataset folder or CSV
+              arch:str, # the architecture
+              size:int|None=None, # the image size, when one is given
+             ):
+    "The checks that need nothing read: the data path exists, `arch` is known, and it accepts `size`"
+    if not Path(data).expanduser().exists():
+        raise DataError(f"{data} does not exist", "pass a folder of images (or a CSV file); check the path")
+    check_arch(arch)
+    if isinstance(size, int) and size > 0: check_image_size(arch, size)
+
+# %% ../nbs/20_pipeline.ipynb #961843a1
+def check_data(dls, # `DataLoaders` from `imgclf.data`
+               quiet:bool=False, # do not print the problems
+              ):
+    "Refuse class names that are the cleaner's decisions; show the problems found in the data"
+    if reserved := [c for c in dls.vocab if str(c).strip().lower() in (KEEP, DELETE)]:
+        raise DataError(f"class name(s) {reserved} are reserved: the cleaner's decisions are {KEEP!r} and {DELETE!r}",
+                        "rename those class folders (or labels), e.g. keep -> keepers")
+    problems = getattr(dls, 'problems', None)
+    if problems:
+        _say(quiet, report_problems(problems, 'problem(s) with the data (all in manifest.json)', 'manifest.json'))
+    return dls
 
 # %% ../nbs/20_pipeline.ipynb #84ddc0e9
 class Stopwatch:
@@ -660,6 +756,7 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
     "Data -> pretrained learner -> LR finder -> training -> report folder, with the default recipe; returns the metrics"
     lr, watch = _check_train_args(epochs, freeze_epochs, lr, review, duplicates), Stopwatch()
     budget = _Budget(parse_budget(time_budget)) if time_budget is not None else None
+    preflight(data, arch, size)
     run = _plan_run(out, distributed, run_dir, resume, auto_batch, quiet)
     if budget and (distributed or run.run_dir):
         raise ConfigError("time_budget is for a run in one process without checkpoints",
@@ -667,7 +764,7 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
     out = prepare_out(out, overwrite or bool(run.resume)) if run.rank0 else Path(out)
     set_seed(seed)
     card = RecipeCard()
-    dls = _recipe_data(data, size, balance, seed, card, kwargs)
+    dls = check_data(_recipe_data(data, size, balance, seed, card, kwargs), quiet)
     loss = _loss(dls, card['balance'])
     def make(s): # the learner at another image size (a time budget's plan)
         dls_s = load_data(data, seed=seed, size=s, oversample=card['balance'] == 'oversample', **kwargs)
@@ -721,7 +818,13 @@ def summary(metrics:dict, # the metrics `train` returned
         f"  figures: {', '.join(figures)}",
         f"  review:  {out/'review_queue.csv'} ({metrics['review_queue']} rows): fill its decision column, "
         f"then `imgclf clean {out}`",
-        f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`"])
+        f"  model:   {out/'model'}  ->  `imgclf predict {out/'model'} IMAGE`, `imgclf serve {out/'model'}`",
+        *_predictions_line(metrics, out)])
+
+def _predictions_line(metrics, out):
+    if not (p := metrics.get('predictions')): return []
+    errors = f", {p['errors']} could not be read" if p['errors'] else ''
+    return [f"  predictions: {out/'predictions.csv'} ({p['n']} unlabelled images of {p['folder']}{errors})"]
 
 # %% ../nbs/20_pipeline.ipynb #cf5350a0
 DEMO = dict(size=48, bs=64, epochs=3, freeze_epochs=0, lr='minimum', num_it=60, lr_mult=3, preset='none', num_workers=0,
@@ -759,6 +862,7 @@ def lr_find_cmd(data:str|Path, # a dataset folder, or a CSV file of path,label[,
                 quiet:bool=False, # print nothing but errors
                 **kwargs):
     "Run the LR finder on a fresh learner for `data`; save `lr_find.png` and `lr_find.json`; return the result"
+    preflight(data, arch, kwargs.get('size'))
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
@@ -802,8 +906,8 @@ def interpret_cmd(model:str|Path, # a model folder (or a report folder holding m
                   quiet:bool=False, # print nothing but errors
                   **kwargs)->dict:
     "Predict a labelled dataset with an exported model and write metrics, plots and a review queue"
-    clf, out = load_classifier(model_folder(model)), prepare_out(out, overwrite)
-    dls = load_data(data, size=32, **kwargs)
+    clf, dls = load_classifier(model_folder(model)), load_data(data, size=32, **kwargs)
+    out = prepare_out(out, overwrite)  # after the checks: a failed command leaves no empty folder
     table = dataset_table(dls)
     rows, split = _pick_split(table, dls, split)
     interp = _interpreter(clf, rows, split, bs)
@@ -815,8 +919,8 @@ def interpret_cmd(model:str|Path, # a model folder (or a report folder holding m
                    accuracy_on=split, classes=len(clf.vocab), review_queue=len(queue),
                    **{split: _split_metrics(interp)})
     save_json(metrics, out/'metrics.json')
-    save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=metrics),
-              out/'manifest.json')
+    save_json(run_manifest(command='interpret', data=dls.imgclf, model=clf.config.get('name'), metrics=metrics,
+                           problems=dls.problems), out/'manifest.json')
     if not quiet:
         print(f"imgclf interpret: {metrics['accuracy']:.1%} accuracy on {metrics[split]['n']} {split} images; "
               f"report in {out}/ "

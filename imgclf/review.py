@@ -4,17 +4,18 @@
 
 # %% auto #0
 __all__ = ['QUEUE_COLS', 'dataset_table', 'from_similars', 'label_issues', 'cross_val_probs', 'from_label_issues',
-           'from_toplosses', 'review_queue', 'clean_cmd']
+           'from_toplosses', 'worth_a_look', 'review_queue', 'clean_cmd']
 
-# %% ../nbs/14_review.ipynb #03c20b36
+# %% ../nbs/14_review.ipynb #590e281c
 import io, json, contextlib
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import DataError, ConfigError, full_path
+from .interpret import Interpreter
 from .similar import embeddings, duplicate_pairs
 from .cleaner import Cleaner, PAIR_CHOICES, plan_summary
 
-# %% ../nbs/14_review.ipynb #3e272ce7
+# %% ../nbs/14_review.ipynb #c62b8820
 def dataset_table(dls, # fastai `DataLoaders` (imgclf's, or any whose items are file paths)
                  )->pd.DataFrame:
     "Every image of `dls` once: path, label, split (imgclf's `dls.table`, else read from the datasets)"
@@ -41,7 +42,7 @@ def _source_kwargs(src):
 
 def _dls_kwargs(dls): return _source_kwargs((getattr(dls, 'imgclf', None) or {}).get('source') or {})
 
-# %% ../nbs/14_review.ipynb #4776d591
+# %% ../nbs/14_review.ipynb #49c25809
 def from_similars(source, # a `Learner` (embeds its images with its body), (N, D) embeddings, or None (exact only)
                   items=None, # the N image paths (default with a `Learner`: every image of its DataLoaders)
                   labels=None, # their labels (default: from the DataLoaders, else the folder names)
@@ -69,7 +70,7 @@ def from_similars(source, # a `Learner` (embeds its images with its body), (N, D
     pairs = duplicate_pairs(table.path, emb, table.split if 'split' in table else None, threshold, exact, max_pairs)
     return Cleaner(pairs, table, **{**kw, 'source': 'similars', **kwargs})
 
-# %% ../nbs/14_review.ipynb #67c2622a
+# %% ../nbs/14_review.ipynb #eb13e7e7
 def label_issues(probs, # (N, C) held-out predicted probabilities
                  labels, # (N,) given labels, as class indices
                 )->pd.DataFrame:
@@ -91,7 +92,7 @@ def label_issues(probs, # (N, C) held-out predicted probabilities
                            typical=typical[y], score=conf/typical[y], issue=issue))
     return df.iloc[np.lexsort((df.score.values, ~df.issue.values))]
 
-# %% ../nbs/14_review.ipynb #d0694627
+# %% ../nbs/14_review.ipynb #1de91ad8
 def _folds(y, folds, seed):
     "Stratified fold number of each item"
     rng, f = np.random.default_rng(seed), np.zeros(len(y), int)
@@ -111,7 +112,7 @@ def _softmax_regression(X, y, c, wd, iters):
     opt.step(closure)
     return W.detach(), b.detach()
 
-# %% ../nbs/14_review.ipynb #099a9eb4
+# %% ../nbs/14_review.ipynb #7421ff01
 def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
                     labels, # (N,) given labels, as class indices
                     n_classes:int|None=None, # number of classes (default: max label + 1)
@@ -141,7 +142,7 @@ def cross_val_probs(features, # (N, D) embeddings, e.g. from `embeddings`
         out[te.numpy()] = torch.softmax((X[te]-mu)/sd @ W + b, 1).numpy()
     return out
 
-# %% ../nbs/14_review.ipynb #738448f1
+# %% ../nbs/14_review.ipynb #e14acf8b
 def _label_issue_queue(probs, y, paths, vocab, splits, n):
     r = label_issues(probs, y).iloc[:n]
     q = pd.DataFrame(dict(path=[str(paths[i]) for i in r.index], label=[vocab[i] for i in r.label],
@@ -150,7 +151,7 @@ def _label_issue_queue(probs, y, paths, vocab, splits, n):
     if splits is not None: q['split'] = [splits[i] for i in r.index]
     return q
 
-# %% ../nbs/14_review.ipynb #f961844b
+# %% ../nbs/14_review.ipynb #4420ea80
 def from_label_issues(source, # an `Interpreter`, a `Learner`, or (N, C) held-out probabilities
                       labels=None, # with probabilities: the N given labels (class indices or names)
                       items=None, # with probabilities: the N image paths
@@ -190,12 +191,13 @@ def _probs_args(probs, labels, items, vocab):
     y = np.array([o2i[str(l)] if str(l) in o2i else int(l) for l in labels])
     return probs, y, vocab
 
-# %% ../nbs/14_review.ipynb #2681749a
-def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
+# %% ../nbs/14_review.ipynb #a8298a65
+def from_toplosses(interp, # an `imgclf.interpret.Interpreter`, or a `Learner` (its validation set is predicted)
                    n:int|None=100, # review the `n` highest losses (None: every image)
                    **kwargs, # passed on to `Cleaner` (ledger, bs, root, ...)
                   )->Cleaner:
     "A `Cleaner` over the images with the highest losses in `interp`'s cached predictions (no model is run)"
+    if hasattr(interp, 'model') and hasattr(interp, 'dls'): interp = Interpreter.from_learner(interp)
     if interp.items is None:
         raise DataError("the Interpreter has no item paths",
                         "build it with Interpreter.from_learner on imgclf DataLoaders")
@@ -208,22 +210,37 @@ def from_toplosses(interp, # an `imgclf.interpret.Interpreter`
     items, kw = (dataset_table(learn.dls), _dls_kwargs(learn.dls)) if learn is not None else (None, {})
     return Cleaner(q, items, vocab=vocab, **{**kw, 'source': 'toplosses', **kwargs})
 
-# %% ../nbs/14_review.ipynb #5f8a7a0e
+# %% ../nbs/14_review.ipynb #f186888b
+def worth_a_look(interp, # an `imgclf.interpret.Interpreter`
+                )->np.ndarray:
+    "Which images of `interp` are worth a look: misclassified, or a loss above the Tukey fence of the correct ones"
+    losses, right = interp.losses.numpy(), (interp.preds == interp.targets).numpy()
+    if not right.any(): return ~right
+    q1, q3 = np.quantile(losses[right], [0.25, 0.75])
+    return ~right | (losses > q3 + 1.5*(q3 - q1))
+
+# %% ../nbs/14_review.ipynb #869b6f3c
 QUEUE_COLS = ['kind', 'path', 'label', 'split', 'pred', 'loss', 'suggested', 'label_score', 'path_b', 'label_b',
               'split_b',
               'sim', 'leakage', 'decision']
 
 def _singles(interp, n, ledger):
-    "Top losses and likely label errors, one row per image"
-    top = from_toplosses(interp, n=n, ledger=ledger).queue.assign(kind='top_loss')
+    "Top losses worth a look and likely label errors, one row per image, highest loss first"
+    top = from_toplosses(interp, n=None, ledger=ledger).queue
+    look = dict(zip(map(str, interp.items), worth_a_look(interp)))
+    top = top[top.path.map(look).astype(bool)].head(n).assign(kind='top_loss')
     issues = from_label_issues(interp, n=n, ledger=ledger).queue
     issues = issues[issues.issue].rename(columns={'score': 'label_score'}).assign(kind='label_issue')
-    both = top.merge(issues[['path', 'suggested', 'label_score', 'kind']], on='path', how='outer', suffixes=('', '_li'))
+    both = top.merge(issues[['path', 'suggested', 'label_score', 'kind']], on='path', how='outer', sort=False,
+                     suffixes=('', '_li'))
     both['kind'] = [('+'.join(k for k in (a, b) if isinstance(k, str))) for a, b in zip(both.kind, both.kind_li)]
+    vocab, pos = [str(o) for o in interp.vocab], {str(p): i for i, p in enumerate(interp.items)}
+    i = both.path.map(pos)
+    both['loss'], both['pred'] = interp.losses.numpy()[i], [vocab[interp.preds[j]] for j in i]
     for col in ('label', 'split'): both[col] = both[col].fillna(both.path.map(dict(zip(issues.path, issues[col]))))
-    return both.drop(columns='kind_li')
+    return both.drop(columns='kind_li').sort_values('loss', ascending=False, kind='stable', ignore_index=True)
 
-# %% ../nbs/14_review.ipynb #2095b617
+# %% ../nbs/14_review.ipynb #22d6bc7a
 def _pairs(table, interp, duplicates, n, ledger, bs):
     "Exact (and with `duplicates='near'`, near-) duplicate pairs over every image of the dataset"
     learn = interp.learn
@@ -253,7 +270,7 @@ def review_queue(interp, # an `imgclf.interpret.Interpreter`: cached predictions
     q = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=QUEUE_COLS)
     return q.reindex(columns=QUEUE_COLS).assign(decision='')
 
-# %% ../nbs/14_review.ipynb #5d57fc00
+# %% ../nbs/14_review.ipynb #89eef02d
 def _report_kwargs(report):
     "Root folder and label source of the dataset a report was made from (for the cleaner)"
     try: source = json.loads((report/'manifest.json').read_text())['data'].get('source') or {}
@@ -270,7 +287,7 @@ def _read_report(report):
                     keep_default_na=False)
     return q, pd.read_csv(report/'dataset.csv', dtype={'label': str})
 
-# %% ../nbs/14_review.ipynb #4164e664
+# %% ../nbs/14_review.ipynb #8d8ed823
 def _decide_singles(q, items, kw, ledger):
     rows = q[(q.path_b == '') & (q.decision.str.strip() != '')]
     cleaner = Cleaner(rows[['path']] if len(rows) else items[['path']].iloc[:0], items, ledger=ledger, source='cli',
@@ -298,18 +315,23 @@ def _decide_pairs(q, items, kw, ledger):
             cleaner.decide_pair(i, choice)
     return len(rows)
 
-# %% ../nbs/14_review.ipynb #57c24d0f
+# %% ../nbs/14_review.ipynb #2993c56a
 def clean_cmd(report:str|Path, # a report folder (`train`, `demo` or `interpret`) whose review_queue.csv has decisions
               apply:bool=False, # carry the decisions out (default: a dry run that shows the plan)
               move_files:bool=False, # also move relabelled images to their class folder and deleted ones to quarantine
+              undo:bool=False, # take back the latest apply: moved files go back, cleaned.csv is rewritten
               quiet:bool=False, # print nothing but errors
              )->pd.DataFrame:
     "Record the decisions of `report/review_queue.csv` in the ledger and apply them (dry run by default); the plan"
     report = Path(report).expanduser()
     if not report.is_dir():
         raise DataError(f"{report} is not a folder", "pass the report folder of imgclf train, demo or interpret")
+    if undo and apply: raise ConfigError("--apply and --undo were both given", "use one of them")
     q, items = _read_report(report)
     kw, ledger = _report_kwargs(report), report/'cleaner_ledger.jsonl'
+    if undo:
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            return _undo(Cleaner(items[['path']], items, ledger=ledger, source='cli', **kw), report)
     if not q.decision.str.strip().any():
         raise ConfigError(f"{report/'review_queue.csv'} has no decisions",
                           "write keep, delete or a class name in its decision column "
@@ -321,6 +343,16 @@ def clean_cmd(report:str|Path, # a report folder (`train`, `demo` or `interpret`
         plan = _apply(cleaner, apply, move_files, report/'cleaned.csv', report)
         if apply: print(f"retrain with: imgclf train {report/'cleaned.csv'}")
     return plan
+
+def _undo(cleaner, report):
+    "Take back the latest apply, in the CLI's words"
+    try: rows = cleaner.undo_apply()
+    except ConfigError as e:
+        raise ConfigError(f"{e.problem} from {report}", f"run `imgclf clean {report} --apply` first") from None
+    skipped = ''.join(f"; {r.path}: {r.status}" for r in rows.itertuples() if r.status != 'moved back')
+    print(f"undone: {(rows.status == 'moved back').sum()} file(s) moved back{skipped}; {report/'cleaned.csv'} "
+          f"rewritten. The decisions stay: `imgclf clean {report} --apply` applies them again.")
+    return rows
 
 def _apply(cleaner, apply, move_files, csv, report):
     "Carry out the decisions with `Cleaner.apply`, or only show them; the lines name the CLI's commands, not Python's"

@@ -5,13 +5,12 @@
 # %% auto #0
 __all__ = ['IMAGE_TYPES', 'METADATA', 'PAGE', 'APP_JS', 'CSP', 'log', 'MAX_URL', 'LOG_LEVELS', 'RequestError', 'sniff_image',
            'check_content_type', 'check_image_bytes', 'check_address', 'resolve', 'fetch_url', 'MicroBatcher',
-           'SecurityHeaders', 'Service', 'create_app', 'serve']
+           'SecurityHeaders', 'Service', 'create_app', 'pin_malloc_thresholds', 'serve']
 
 # %% ../nbs/17_serve.ipynb #65ec2144
 import os, ssl, html, time, socket, asyncio, logging, weakref, functools, ipaddress
 import http.client, urllib.parse, concurrent.futures
 from pathlib import Path
-import torch
 import hypercorn.asyncio, hypercorn.config
 from fastcore.basics import patch
 from fastcore.meta import delegates
@@ -23,7 +22,8 @@ from starlette.exceptions import HTTPException
 import imgclf
 from .core import ImgclfError, DataError, ConfigError
 from .datasets import clean_url
-from .export import Classifier, load_classifier, load_config, model_folder
+from .manifest import load_config, model_folder
+from .runtime import Predictor, load_model
 
 # %% ../nbs/17_serve.ipynb #438b0cdf
 class RequestError(ImgclfError, ValueError):
@@ -360,7 +360,7 @@ class Service:
     def __init__(self, clf, max_bytes, k, timeout, url_timeout, allow_hosts, max_batch, decode_threads):
         self.clf, self.max_bytes, self.k, self.timeout, self.url_timeout = clf, max_bytes, k, timeout, url_timeout
         self.allow = [str(ipaddress.ip_network(n, strict=False)) for n in allow_hosts]
-        self.batcher = MicroBatcher(lambda xs: list(clf.batch_probs(torch.stack(xs))), max_batch)
+        self.batcher = MicroBatcher(clf.probs_of, max_batch)  # either backend: a list of inputs -> probabilities
         self.decoders = concurrent.futures.ThreadPoolExecutor(decode_threads or min(4, os.cpu_count() or 1),
                                                               thread_name_prefix='imgclf-decode')
         self.fetchers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix='imgclf-fetch')
@@ -487,7 +487,7 @@ async def health(self:Service, request):
     c = self.clf
     sha = (c.config.get('weights') or {}).get('sha256')
     return JSONResponse(dict(status='ok', model=c.name, model_version=sha[:12] if sha else None,
-                             arch=c.config.get('arch'),
+                             arch=c.config.get('arch'), backend=c.backend,
                              classes=c.vocab, imgclf_version=imgclf.__version__), headers={'Cache-Control': 'no-store'})
 
 # %% ../nbs/17_serve.ipynb #41e1b47d
@@ -519,7 +519,7 @@ async def classify_url(self:Service, request):
     return JSONResponse({**await self.predict_bytes(data, ct, deadline), 'url': url})
 
 # %% ../nbs/17_serve.ipynb #452080c3
-def create_app(model, # a model directory written by `export_model`, or a loaded `Classifier`
+def create_app(model, # a model directory written by `export_model`, or a loaded model (`imgclf.runtime.load_model`)
                max_bytes:int=10_000_000, # the largest upload or download in bytes (413 beyond)
                max_pixels:int=25_000_000, # the largest image in pixels (400 beyond: decompression bombs)
                k:int=3, # how many classes each prediction lists
@@ -528,10 +528,11 @@ def create_app(model, # a model directory written by `export_model`, or a loaded
                allow_hosts:list|tuple=(), # non-public addresses /classify-url may fetch from, e.g. ['127.0.0.1']
                max_batch:int=32, # the largest batch concurrent requests are grouped into
                decode_threads:int|None=None, # threads decoding images (default: up to 4)
-               device:str|None=None, # where the model runs (default: `pick_device()`)
+               backend:str='auto', # 'onnx' (ONNX Runtime, no torch), 'int8', 'torch' or 'auto' (onnx when it can)
+               device:str|None=None, # where the torch backend runs (default: `pick_device()`)
               )->Starlette:
     "A Starlette app serving `model`: `GET /` upload page, `POST /predict`, `GET /classify-url?url=`, `GET /health`"
-    clf = model if isinstance(model, Classifier) else load_classifier(model, device=device)
+    clf = model if isinstance(model, Predictor) else load_model(model, backend, device=device)
     clf.max_pixels = max_pixels
     svc = Service(clf, max_bytes, k, timeout, url_timeout, allow_hosts, max_batch, decode_threads)
     routes = [Route('/', svc.page), Route('/app.js', svc.app_js), Route('/health', svc.health),
@@ -540,6 +541,18 @@ def create_app(model, # a model directory written by `export_model`, or a loaded
     app.state.service = svc
     app.add_middleware(SecurityHeaders)
     return app
+
+# %% ../nbs/17_serve.ipynb #f4779e93
+import sys, ctypes, platform
+
+# %% ../nbs/17_serve.ipynb #21f76a42
+def pin_malloc_thresholds(mmap_threshold:int=4 << 20, # blocks of this many bytes or more get their own pages
+                          trim_threshold:int=64 << 20, # free bytes a heap keeps at its top before giving them back
+                         )->bool: # whether the C library took them (glibc on Linux; elsewhere nothing is changed)
+    "Make freed large blocks go back to the system: fix glibc's malloc thresholds, which it otherwise raises"
+    if sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc': return False
+    libc = ctypes.CDLL('libc.so.6')
+    return libc.mallopt(-3, mmap_threshold) == 1 and libc.mallopt(-1, trim_threshold) == 1  # M_MMAP/M_TRIM_THRESHOLD
 
 # %% ../nbs/17_serve.ipynb #b7e7eb22
 def _run(app, host, port, log_level):
@@ -569,6 +582,7 @@ def serve(model_dir:str|Path, # a model directory written by `export_model` (or 
           host:str='127.0.0.1', # the address to listen on ('0.0.0.0': every network interface)
           port:int=8000, # the port to listen on
           log_level:str='info', # the server's log level: 'warning' for quiet, 'debug' for everything
+          mmap_threshold:int=4194304, # bytes: `pin_malloc_thresholds` at this (4 MB), bounding memory; 0: glibc's own
           **kwargs, # passed to `create_app` (limits, timeouts, `allow_hosts`, ...)
          ):
     "Serve the model in `model_dir` over HTTP until interrupted"
@@ -578,5 +592,7 @@ def serve(model_dir:str|Path, # a model directory written by `export_model` (or 
         raise ConfigError(f"unknown log level {log_level!r}", f"use one of {', '.join(LOG_LEVELS)}")
     _check_port(host, port)
     app = create_app(path, **kwargs)
-    print(f"imgclf: serving {app.state.service.clf.name} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    clf = app.state.service.clf
+    print(f"imgclf: serving {clf.name} ({clf.backend}) on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    if mmap_threshold: pin_malloc_thresholds(mmap_threshold)
     _run(app, host, port, log_level)

@@ -157,28 +157,65 @@ def _search(R, H, threshold, margin, dt, block, threads, out):
     out = pd.DataFrame(dict(i=a[:, 0].astype(int), j=a[:, 1].astype(int), sim=a[:, 2].astype(np.float32)))
     return out.sort_values(['sim', 'i', 'j'], ascending=[False, True, True], ignore_index=True)
 
-# %% ../nbs/12_similar.ipynb #b4e0f03d
+# %% ../nbs/12_similar.ipynb #5bcc4fd8
+def _cells(body, x)->int|None:
+    "Cells across the smallest side of `body`'s feature map for input `x` (None if it returns no map)"
+    f = body(x)
+    return min(f.shape[2:]) if f.ndim == 4 else None
+
+def _enlarge(body, x, min_cells)->float:
+    "The factor by which to enlarge inputs like `x` so that `body`'s map is at least `min_cells` across"
+    scale, cells = 1., _cells(body, x[:1])
+    while cells is not None and cells < min_cells and scale < 64:
+        scale *= max(2., min_cells/cells)
+        cells = _cells(body, _resize(x[:1], scale))
+    return scale
+
+def _resize(x, scale):
+    return x if scale == 1 else torch.nn.functional.interpolate(x, scale_factor=scale, mode='bilinear')
+
+# %% ../nbs/12_similar.ipynb #ab0b16c9
 def embeddings(learn, # a fastai `Learner` whose model is `nn.Sequential(body, head)`
                items, # image paths
                bs:int=64, # batch size
                num_workers:int|None=None, # data loading workers (None: fastai's default)
+               min_cells:int=4, # enlarge images until the body's last feature map is at least this many cells across
               )->torch.Tensor:
     "(N, C) average-pooled features of `learn.model[0]` for `items`, with validation preprocessing"
     kw = {} if num_workers is None else dict(num_workers=num_workers)
     dl, body = learn.dls.test_dl([Path(p) for p in items], bs=bs, **kw), learn.model[0]
-    was, out = body.training, []
+    was, out, scale = body.training, [], None
     body.eval()
     try:
         with torch.no_grad():
             for b in dl:
                 on_cpu = b[0].device.type == 'cpu'  # where channels-last is 2-3x faster
-                x = b[0].contiguous(memory_format=torch.channels_last) if on_cpu else b[0]
-                features = body(x)
+                if scale is None: scale = _enlarge(body, b[0], min_cells)
+                x = _resize(b[0], scale)
+                features = body(x.contiguous(memory_format=torch.channels_last) if on_cpu else x)
                 out.append((features.mean((2, 3)) if features.ndim == 4 else features.flatten(1)).float().cpu())
     finally: body.train(was)
     return torch.cat(out) if out else torch.zeros(0, 0)
 
-# %% ../nbs/12_similar.ipynb #a751f748
+# %% ../nbs/12_similar.ipynb #b9b2a4b3
+def _refuse_collapsed(emb, groups:list, max_zeros:float=0.9):
+    "A `DataError` if `emb` is mostly zeros and many images whose files differ share an identical embedding"
+    E = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb).float()
+    zeros = (E == 0).float().mean().item() if E.numel() else 0.
+    if zeros < max_zeros: return  # the cheap test first: real embeddings pass here
+    file_of = np.arange(len(E))
+    for k, g in enumerate(groups): file_of[g] = len(E) + k  # byte-identical files count as one
+    _, vec_of = torch.unique(E, dim=0, return_inverse=True)
+    by_vec = pd.DataFrame(dict(vec=vec_of.numpy(), file=file_of)).groupby('vec').file
+    twins = int(by_vec.size()[by_vec.nunique() > 1].sum())  # images sharing their vector with a different file
+    if twins >= max(3, 0.005*len(E)):
+        raise DataError(f"the embeddings look collapsed: {zeros:.1%} of their values are 0 and {twins} images "
+                        "share an identical embedding with an image whose file differs",
+                        "compute them with `embeddings(learn, items)`, which enlarges small images until the body's "
+                        "map is a few cells across, or use a model trained at a larger size; emb=None finds exact "
+                        "duplicates only")
+
+# %% ../nbs/12_similar.ipynb #d81febd8
 def duplicate_pairs(paths:list, # image files
                     emb=None, # (N, D) embeddings of the same images (None: exact duplicates only)
                     splits:list|None=None, # the split of each image, to flag leakage
@@ -188,13 +225,15 @@ def duplicate_pairs(paths:list, # image files
                    )->pd.DataFrame:
     "Duplicate pairs: path, path_b, sim, kind ('exact' or 'near'), leakage (splits differ)"
     paths, rows, same = [full_path(p) for p in paths], [], set()
-    for g in (exact_duplicates(paths) if exact else []):
+    groups = exact_duplicates(paths) if exact else []
+    for g in groups:
         rows += [(g[0], j, 1.0, 'exact') for j in g[1:]]
         same |= {(a, b) for a in g for b in g}
     if emb is not None:
         if len(emb) != len(paths):
             raise DataError(f"{len(emb)} embeddings for {len(paths)} images",
                             "pass one embedding per image, in the same order")
+        _refuse_collapsed(emb, groups)
         nd = near_duplicates(emb, threshold)
         nd = nd[np.array([(a, b) not in same for a, b in zip(nd.i, nd.j)], dtype=bool)]
         rows += [(a, b, s, 'near') for a, b, s in zip(nd.i, nd.j, nd.sim)][:max_pairs]
