@@ -41,10 +41,12 @@ class PlannedMove(_Strict):
 
 # %% ../nbs/13_cleaner.ipynb #31296409
 class _Record(_Strict):
+    "What every ledger record has: its id and when it was written"
     id: RecordId
     time: str = ''
 
 class Decide(_Record):
+    "A `decide` record: the decisions on one or more images (and a pair's choice in pairs mode)"
     op: Literal['decide']
     items: Annotated[list[ItemDecision], Field(min_length=1)]
     source: str|None = None
@@ -52,6 +54,7 @@ class Decide(_Record):
     choice: Literal[PAIR_CHOICES]|None = None
 
 class Apply(_Record):
+    "An `apply` record: the decisions it carries out and the file moves it plans"
     op: Literal['apply']
     decisions: list[RecordId]
     moves: list[PlannedMove]
@@ -60,10 +63,12 @@ class Apply(_Record):
     journal: bool = False # moves are journalled one by one (`moved` records); older ledgers: all at once
 
 class Target(_Record):
+    "An `undo`, `applied` or `undo_apply` record: the record it acts on"
     op: Literal['undo', 'applied', 'undo_apply']
     target: RecordId
 
 class MoveDone(_Record):
+    "A `moved` or `moved_back` record: one planned move of an apply, done or undone"
     op: Literal['moved', 'moved_back']
     target: RecordId
     src: Key

@@ -125,9 +125,8 @@ def _at(self, lr): return float(np.interp(np.log10(lr), np.log10(self.lrs[:len(s
 
 def _rec_label(self):
     name = next((k for k, v in self.suggestions.items() if v == self.lr), None)
-    rec = self.recommended
-    if isinstance(rec, slice): return f"recommended{f' ({name})' if name else ''}:\nslice({rec.start:.1e}, {rec.stop:.1e})"
-    return f"recommended{f' ({name})' if name else ''}:\n{rec:.2e}"
+    rec, head = self.recommended, f"recommended{f' ({name})' if name else ''}:\n"
+    return head + (f"slice({rec.start:.1e}, {rec.stop:.1e})" if isinstance(rec, slice) else f"{rec:.2e}")
 
 @patch
 def plot(self:LRFindResult, ax=None, # a matplotlib axis to draw on (the legend then goes inside it)
