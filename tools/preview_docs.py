@@ -1,7 +1,7 @@
 """Offline docs preview: render every notebook to HTML without Quarto, then check the pages.
 
     python tools/preview_docs.py                 # build _preview/ and check links, tracebacks, output sizes
-    python tools/preview_docs.py --screenshot    # also screenshot every page in headless Chromium
+    python tools/preview_docs.py --screenshot    # also take a full-page screenshot of every page (1280 px wide)
     python -m http.server -d _preview 8080       # browse it
 
 The real site is built by Quarto from the same notebooks (`.github/workflows/deploy.yaml` runs `nbdev_docs`
@@ -160,14 +160,14 @@ def screenshot(pages, dest=out/'_screens'):
             broken = pg.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
             if broken: errors.append(f'{rel}: {broken} image(s) failed to load in the browser')
             f = dest/(str(rel).replace('/', '__') + '.png')
-            pg.screenshot(path=str(f)); shots.append(f)
+            pg.screenshot(path=str(f), full_page=True); shots.append(f)  # the whole page, 1280 px wide
         b.close()
     srv.shutdown()
     return shots, errors
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--screenshot', action='store_true', help='screenshot every page in headless Chromium')
+    ap.add_argument('--screenshot', action='store_true', help='a full-page screenshot of every page (1280 px wide) in headless Chromium')
     a = ap.parse_args()
     pages, items, warned = build()
     problems = warned + check(pages, items)  # a cell mixing imports and code runs alone in the docs build: it may fail there
