@@ -707,6 +707,11 @@ def _write_csv(df, csv):
     except OSError as e:
         raise DataError(f"cannot write {csv} ({e.strerror or e})", "pass csv= a path in a writable folder") from None
 
+def _shown(path)->str:
+    "`path` for a message: relative to the current folder when inside it (as you would type it), else whole"
+    try: return str(Path(path).relative_to(Path.cwd()))
+    except (ValueError, OSError): return str(path)  # outside it, or no current folder any more
+
 # %% ../nbs/13_cleaner.ipynb #8a75942d
 @patch
 def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
@@ -721,7 +726,7 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
     csv = Path(full_path(csv)) if csv else (a and self._ledger_csv(a)) or self.root/'cleaned.csv'
     left = f"an interrupted apply is left to finish ({len(a['done'])} of {len(a['moves'])} files moved): " if a else ''
     if dry_run:
-        print(f"dry run: {left}{plan_summary(plan)}; would write {csv}. "
+        print(f"dry run: {left}{plan_summary(plan)}; would write {_shown(csv)}. "
               "Nothing was changed: call apply(dry_run=False) to do it.")
         return plan
     try: csv.parent.mkdir(parents=True, exist_ok=True)  # fail before anything is moved or recorded
@@ -736,7 +741,7 @@ def apply(self:Cleaner, dry_run:bool=True, # only show what would happen
                                move_files=bool(moves))
     if a is None: _write_csv(self.cleaned(lambda k, d: d['id'] in self._applied), csv)  # nothing to do: no record
     plan['done'] = pd.Series(self._carry_out(a, plan, csv) if a else [False]*len(plan), index=plan.index, dtype=bool)
-    print(f"applied: {plan_summary(plan[plan.done])}; wrote {csv}")
+    print(f"applied: {plan_summary(plan[plan.done])}; wrote {_shown(csv)}")
     return plan
 
 # %% ../nbs/13_cleaner.ipynb #e4f924cd
