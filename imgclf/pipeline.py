@@ -35,7 +35,8 @@ from .lr_find import find_lr, SUGGESTIONS
 from .history import TrainingHistory, track_history, plot_loss, progress_ctx
 from .interpret import Interpreter
 from .review import review_queue, dataset_table
-from .export import export_model, load_classifier, model_folder, predict_cmd
+from .export import export_model, load_classifier, model_folder
+from .runtime import predict_cmd
 
 # %% ../nbs/20_pipeline.ipynb #ce081cec
 REPORT_FILES = ('metrics.json', 'manifest.json', 'lr_find.png', 'loss.png', 'confusion_matrix.png', 'top_losses.png',
