@@ -345,14 +345,26 @@ def _guard(fn):
     @functools.wraps(fn)
     async def endpoint(*args):
         try: return await fn(*args)
-        except RequestError as e: return _error(e.status, e)
-        except (DataError, ConfigError) as e: return _error(400, e)
+        except RequestError as e: return _answer(args[-1], e.status, e)
+        except (DataError, ConfigError) as e: return _answer(args[-1], 400, e)
         except Exception:
             log.exception('internal error on %s', args[-1].url.path)
-            return _error(500, 'internal server error')
+            return _answer(args[-1], 500, 'internal server error')
     return endpoint
 
-def _not_found(request, exc): return _error(getattr(exc, 'status_code', 404), getattr(exc, 'detail', 'not found'))
+def _unread_body(request)->bool:
+    "Did the client send a body that was not read to its end? (then its connection cannot carry another request)"
+    h = request.headers
+    sent = 'transfer-encoding' in h or h.get('content-length', '0').strip() not in ('', '0')
+    return sent and not request.scope.get('imgclf.body_read')
+
+def _answer(request, status, msg):
+    "The JSON error, with `Connection: close` when the body was left unread: the client then opens a new connection"
+    res = _error(status, msg)
+    if _unread_body(request): res.headers['Connection'] = 'close'
+    return res
+
+def _not_found(request, exc): return _answer(request, getattr(exc, 'status_code', 404), getattr(exc, 'detail', 'not found'))
 
 # %% ../nbs/17_serve.ipynb #39db65f9
 class Service:
@@ -399,7 +411,9 @@ async def body(self:Service, request, limit, deadline):
     chunks, got, it = [], 0, request.stream().__aiter__()
     while True:
         try: chunk = await asyncio.wait_for(it.__anext__(), max(0.001, deadline - asyncio.get_running_loop().time()))
-        except StopAsyncIteration: return b''.join(chunks)
+        except StopAsyncIteration:
+            request.scope['imgclf.body_read'] = True  # the connection can carry the next request (see `_answer`)
+            return b''.join(chunks)
         except asyncio.TimeoutError:
             raise RequestError(408, f"the upload did not arrive within {self.timeout:g} s",
                                "send it again on a faster connection") from None
