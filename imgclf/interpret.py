@@ -302,6 +302,7 @@ def plot_top_losses(self:Interpreter,
     for ax in axs.flat: ax.axis('off')
     for n, (ax, i, loss) in enumerate(zip(axs.flat, idxs.tolist(), losses.tolist())):
         a, p = self.vocab[int(self.targets[i])], self.vocab[int(self.preds[i])]
+        loss = max(loss, 0.) + 0.  # a certain right answer's loss is -log(1) = -0.0: shown as 0.00, not -0.00
         title = f'{a}/{p}\n{loss:.2f} / {float(self.probs[i, self.preds[i]]):.2f}'
         show_cam(ax, imgs[n], None if cams is None else cams[n], title, alpha)
     fig.suptitle('actual/predicted   loss / probability', fontsize=10)
