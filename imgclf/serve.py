@@ -364,7 +364,8 @@ def _answer(request, status, msg):
     if _unread_body(request): res.headers['Connection'] = 'close'
     return res
 
-def _not_found(request, exc): return _answer(request, getattr(exc, 'status_code', 404), getattr(exc, 'detail', 'not found'))
+def _not_found(request, exc):
+    return _answer(request, getattr(exc, 'status_code', 404), getattr(exc, 'detail', 'not found'))
 
 # %% ../nbs/17_serve.ipynb #39db65f9
 class Service:
