@@ -4,6 +4,7 @@
     python bench/recipe.py --datasets pneumonia    # one dataset
     python bench/recipe.py exp --dataset digits --lr 2e-3 --lr-mult 10 --epochs 4 --seeds 0 1   # one experiment (a lever)
     python bench/recipe.py time --dataset pneumonia --sizes 32 48 64 96                        # seconds per epoch
+    python bench/recipe.py finder --datasets pets hymenoptera --seeds 42 0 1   # the LR finder's check of 2e-3, two ways
 
 Datasets (offline): PneumoniaMNIST from ../shared/data (1:9 training split, official val and test), hymenoptera
 (ants/bees photos, valid only), the embedded digits (`imgclf demo`'s), mnist_tiny (valid only), Fashion-MNIST from
@@ -19,13 +20,15 @@ import numpy as np, torch
 
 # --- the imgclf API this script uses (one block: the library's module map may move) ---
 from imgclf.core import set_seed, shared_data
-from imgclf.datasets import npz_to_folder, sample_digits, arrays_to_folder
+from imgclf.datasets import npz_to_folder, sample_digits, arrays_to_folder, image_files
 from imgclf.data import from_folder
 from imgclf.loaders import class_weights
 from imgclf.models import body_for
 from imgclf.learner import build_learner, fit_head, fit_unfrozen
 from imgclf.lr_find import find_lr
 from imgclf.pipeline import train
+import imgclf.pipeline as pipeline  # finder mode: stops train() at its LR check
+from imgclf.lr_find import loss_rise
 # ---
 
 ARCH = 'efficientnet_lite0'
@@ -212,6 +215,44 @@ def compare(ds, a):
                   f"{fh['acc']:10.4f} {fh['bal']:6.4f} {fs:5.0f}s | {os.getloadavg()[0]:.1f}", flush=True)
             _log(dict(mode='compare', dataset=n, imgclf=r, fastai=f), a.log)
 
+# --- the LR finder's check of 2e-3 -------------------------------------------------------------------------------
+def pets_standin(root):
+    "The pets tutorial's stand-in: hymenoptera's photos in one folder, named `ant_N.jpg` / `bee_N.jpg`"
+    dest = Path(root)/'pets_standin'
+    if not dest.is_dir():
+        tmp = Path(tempfile.mkdtemp(dir=root))
+        photos = [f for f in image_files(shared_data('hymenoptera')) if f.suffix == '.jpg']
+        for b, c in [('ant', 'ants'), ('bee', 'bees')]:
+            for n, f in enumerate([f for f in photos if f.parent.name == c], 1): shutil.copy(f, tmp/f'{b}_{n}{f.suffix}')
+        tmp.rename(dest)
+    return dict(path=dest, kw=dict(label_re=r'^(.*)_\d+\..*$', valid_pct=0.2))
+
+def smoothed_rule(res, prior=2e-3):
+    "The recipe's first check: the smoothed curve at `prior` above the lowest of its first tenth (at least 3 points)"
+    x, y = np.log10(np.asarray(res.lrs[:len(res.loss)], dtype=float)), np.asarray(res.loss, dtype=float)
+    return float(np.interp(np.log10(prior), x, y, right=np.inf)) > float(np.min(y[:max(3, len(y)//10)]))
+
+class _Found(Exception): pass
+
+def finder_check(ds, names, seeds):
+    "For each dataset and seed, the finder `train(DATA)` runs (stopped there): the smoothed-curve check and `loss_rise`"
+    real = pipeline.recipe_lr
+    def catch(res, *a, **k): raise _Found(res)
+    print(f"{'dataset':12s} {'seed':>4s} {'batches':>7s} | {'smoothed says risen':>19s} | {'loss_rise':>9s} {'> 2':>5s} | valley")
+    pipeline.recipe_lr = catch
+    try:
+        for n in names:
+            for s in seeds:
+                d, out = ds[n], Path(tempfile.mkdtemp(prefix='imgclf-bench-finder-'))
+                kw = d.get('kw') or dict(valid=d['valid'], test=d['test'] or '')
+                try: train(d['path'], out, seed=s, review=0, overwrite=True, progress=False, quiet=True, **kw)
+                except _Found as e: res = e.args[0]
+                finally: shutil.rmtree(out, ignore_errors=True)
+                z = loss_rise(res, 2e-3)
+                print(f"{n:12s} {s:4d} {len(res.loss):7d} | {str(smoothed_rule(res)):>19s} | {z:9.2f} {str(z > 2):>5s} | "
+                      f"{res.lr:.1e}", flush=True)
+    finally: pipeline.recipe_lr = real
+
 # --- main --------------------------------------------------------------------------------------------------------
 def _log(rec, fn):
     if fn:
@@ -229,7 +270,7 @@ def _short(r):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('mode', nargs='?', default='compare', choices=['compare', 'exp', 'time'])
+    p.add_argument('mode', nargs='?', default='compare', choices=['compare', 'exp', 'time', 'finder'])
     p.add_argument('--dataset', default='digits'); p.add_argument('--datasets', nargs='*')
     p.add_argument('--seeds', type=int, nargs='*', default=[0]); p.add_argument('--size', type=int)
     p.add_argument('--sizes', type=int, nargs='*', default=[32, 48, 64])
@@ -250,6 +291,9 @@ def main():
         for r in time_epochs(ds[a.dataset], a.sizes, bs=a.bs): _log(dict(mode='time', dataset=a.dataset, **r), a.log)
         return
     if a.mode == 'compare': return compare(ds, a)
+    if a.mode == 'finder':
+        if shared_data('hymenoptera', quiet=True): ds['pets'] = pets_standin(a.root)
+        return finder_check(ds, a.datasets or list(ds), a.seeds)
     if a.mode == 'exp':
         for s in a.seeds:
             lr = a.lr if a.lr in ('finder', 'valley', 'minimum', 'steep', 'slide') else float(a.lr)

@@ -255,7 +255,7 @@ def find_lr_once(learn:Learner, # the learner, inside `distributed_context` or n
     if rank_zero():
         with this_rank_only(learn): res = find_lr(learn, **kwargs)
         box = [dict(lrs=res.lrs, losses=res.losses, num_it=res.num_it, frozen=res.frozen, lr_mult=res.lr_mult,
-                    pretrained=res.pretrained)]
+                    pretrained=res.pretrained, raw_losses=res.raw_losses)]
     dist.broadcast_object_list(box, src=0)
     if rank_zero(): return res
     res = LRFindResult(**box[0])

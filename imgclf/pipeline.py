@@ -31,7 +31,7 @@ from .loaders import class_weights, report_problems
 from .models import check_arch, body_for
 from .cleaner import KEEP, DELETE
 from .learner import build_learner, fit_head, fit_unfrozen, snapshot_state, restore_state
-from .lr_find import find_lr, SUGGESTIONS
+from .lr_find import find_lr, loss_rise, SUGGESTIONS
 from .history import TrainingHistory, track_history, plot_loss, progress_ctx
 from .interpret import Interpreter
 from .review import review_queue, dataset_table
@@ -143,15 +143,16 @@ def choose_balance(counts:dict, # training images per class
 # %% ../nbs/20_pipeline.ipynb #9c507d3a
 def recipe_lr(res, # the `LRFindResult` of the frozen learner, or None
               prior:float=RECIPE['lr'], # fastai's `fine_tune` base_lr
+              max_rise:float=2., # standard errors of rise (`loss_rise`) above which the prior is too high
              )->tuple:
-    "(lr, why): `prior`, unless the LR finder's loss already rises above its start there (then its valley)"
+    "(lr, why): `prior`, unless the LR finder's batch losses there are clearly above its first ones (then its valley)"
     if res is None: return prior, "fastai's fine_tune default"
-    x, y = np.log10(np.asarray(res.lrs[:len(res.loss)], dtype=float)), np.asarray(res.loss, dtype=float)
-    start = float(np.min(y[:max(3, len(y)//10)]))
-    at = float(np.interp(np.log10(prior), x, y, right=np.inf))
-    if at <= start:
-        return prior, f"fastai's fine_tune default; the LR finder agrees (loss still falling; valley {res.lr:.1e})"
-    return res.lr, f"the LR finder's valley: at the default {prior:.0e} its loss is already above its start"
+    rise = loss_rise(res, prior)
+    if rise <= max_rise:
+        how = "loss still falling" if rise < 0 else f"up {rise:.1f} standard errors: no clear rise"
+        return prior, f"fastai's fine_tune default; the LR finder agrees ({how}; valley {res.lr:.1e})"
+    by = "it stopped before" if math.isinf(rise) else f"its loss is {rise:.1f} standard errors above its start"
+    return res.lr, f"the LR finder's valley: at the default {prior:.0e} {by}"
 
 # %% ../nbs/20_pipeline.ipynb #9db8aee5
 class KeepBest(Callback):
@@ -783,7 +784,9 @@ def train(data:str|Path, # a dataset folder, or a CSV file of path,label[,split]
         _card_lr(card, lr, asked, lr_res, lr_mult)
         if not budget: card.add('epochs', epochs, 'the default' if epochs == 4 else 'asked for', f'--epochs {epochs}')
         track_history(learn)  # after the LR finder, whose runs are not training (plot_loss would draw them)
-        set_seed(seed)  # training starts from the same random state whatever came before (a test loader, the finder)
+        # training starts from the same random state whatever came before (a test loader, the finder), but not
+        # `seed`'s own: those random numbers initialised the head, and replaying them cost the demo a point
+        set_seed(seed + 1)
         _say(quiet, _training_line(learn, lr, lr_res, run, 'planned' if budget else epochs, freeze_epochs))
         with progress_ctx(learn, progress, None if budget else epochs + freeze_epochs, quiet):
             _train_stages(learn, run, epochs, freeze_epochs, lr, lr_mult, budget, card)
