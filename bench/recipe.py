@@ -243,11 +243,12 @@ def finder_check(ds, names, seeds):
     try:
         for n in names:
             for s in seeds:
-                d, out = ds[n], Path(tempfile.mkdtemp(prefix='imgclf-bench-finder-'))
+                d, out, res = ds[n], Path(tempfile.mkdtemp(prefix='imgclf-bench-finder-')), None
                 kw = d.get('kw') or dict(valid=d['valid'], test=d['test'] or '')
                 try: train(d['path'], out, seed=s, review=0, overwrite=True, progress=False, quiet=True, **kw)
                 except _Found as e: res = e.args[0]
                 finally: shutil.rmtree(out, ignore_errors=True)
+                if res is None: raise RuntimeError(f"{n}: train() trained without checking 2e-3 (lr not 'auto'?)")
                 z = loss_rise(res, 2e-3)
                 print(f"{n:12s} {s:4d} {len(res.loss):7d} | {str(smoothed_rule(res)):>19s} | {z:9.2f} {str(z > 2):>5s} | "
                       f"{res.lr:.1e}", flush=True)
